@@ -113,21 +113,33 @@ def _check_seq_rewards(fn: str, r_k) -> None:
 def rloo_advantages(r_k) -> jnp.ndarray:
     """RLOO (Ahmadian et al. 2024): A_i = R_i - mean_{k!=i} R_k, for one group's rewards [K]."""
     _check_seq_rewards("rloo_advantages", r_k)
-    k = r_k.shape[0]
-    return r_k - _leave_one_out_sum(r_k) / max(k - 1, 1)
+    shifted_k = r_k - r_k[0]
+    return shifted_k - _leave_one_out_sum(shifted_k) / max(r_k.shape[0] - 1, 1)
+
+
+def _centered(r_k) -> jnp.ndarray:
+    """R - mean R, exactly 0 for equal rewards (a float mean of equal values is not).
+
+    Without the shift, 8 rewards of 0.7 leave ~6e-8 after centring, which GRPO's
+    division by (std + 1e-6) inflates to a spurious advantage of ~0.06.
+    """
+    shifted_k = r_k - r_k[0]
+    return shifted_k - jnp.mean(shifted_k)
 
 
 def grpo_advantages(r_k, eps: float = 1e-6) -> jnp.ndarray:
     """GRPO (Shao et al. 2024): A_i = (R_i - mean R) / (std R + eps), std with Bessel's correction."""
     _check_seq_rewards("grpo_advantages", r_k)
-    std = jnp.std(r_k, ddof=1) if r_k.shape[0] > 1 else jnp.zeros((), r_k.dtype)
-    return (r_k - jnp.mean(r_k)) / (std + eps)
+    centered_k = _centered(r_k)
+    k = r_k.shape[0]
+    std = jnp.sqrt(jnp.sum(jnp.square(centered_k)) / max(k - 1, 1))
+    return centered_k / (std + eps)
 
 
 def dr_grpo_advantages(r_k) -> jnp.ndarray:
     """Dr. GRPO (Liu et al. 2025): A_i = R_i - mean R (no std division)."""
     _check_seq_rewards("dr_grpo_advantages", r_k)
-    return r_k - jnp.mean(r_k)
+    return _centered(r_k)
 
 
 def gae_advantages(r_t, v_t, mask_t, discount=1.0, lambda_=0.95) -> tuple[jnp.ndarray, jnp.ndarray]:
