@@ -109,7 +109,8 @@ def min_form_returns(r_t, step_end_t, mask_t) -> jnp.ndarray:
     end_t = jnp.asarray(step_end_t).astype(bool) & valid_t
     big = jnp.finfo(r_t.dtype).max
     g_t = reverse_cummin(jnp.where(end_t, r_t, big))
-    return jnp.where(valid_t & (g_t < big), g_t, 0.0).astype(r_t.dtype)
+    # `!=` rather than `<` so a NaN reward propagates instead of turning into 0.
+    return jnp.where(valid_t & (g_t != big), g_t, 0.0).astype(r_t.dtype)
 
 
 def soft_min_weights(r_t, step_end_t, temperature) -> jnp.ndarray:

@@ -178,6 +178,13 @@ def test_no_valid_token_gives_zeros_without_nans():
         np.testing.assert_array_equal(value, 0.0)
 
 
+def test_nan_rewards_propagate_instead_of_vanishing():
+    # A NaN on a step end must surface (the trainer then skips the update), not read as 0.
+    r = jnp.array([0.5, jnp.nan, 0.2])
+    for name, value in _all_modes(r, _ones(3), _ones(3)).items():
+        assert np.isnan(np.asarray(value)[0]), name
+
+
 def test_soft_min_gradient_is_finite_and_matches_finite_differences():
     r = jnp.array([0.3, 0.0, -0.2, 0.0, 0.9, 0.0])
     e = jnp.array([1, 0, 1, 0, 1, 0], bool)

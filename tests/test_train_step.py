@@ -1,0 +1,141 @@
+"""The jitted PPO/PURE update on a tiny random policy."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import purejax as pj
+from purejax import train_step as ts
+from purejax.models import DecoderConfig, init_model
+
+VOCAB, P, T, K, PROMPTS = 32, 4, 6, 4, 2
+
+
+def _config(**ppo_overrides):
+    config = ml_collections.ConfigDict(dict(
+        total_steps=10,
+        rollout=dict(samples_per_prompt=K),
+        advantage=dict(credit="min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=False),
+        optim=dict(lr=1e-2, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0),
+        ppo=dict(clip_eps_low=0.2, clip_eps_high=0.2, dual_clip=0.0, epochs=1, minibatches=1, kl_beta=1e-3,
+                 kl_estimator="k3", kl_in="reward", loss_agg="token-mean", ratio_guard=0.0),
+    ))
+    config.ppo.update(ppo_overrides)
+    return config
+
+
+def _policy(seed=0):
+    return init_model(DecoderConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_layers=2,
+                                    num_heads=4, num_kv_heads=2), seed=seed)
+
+
+def _batch(seed=0):
+    rng = np.random.default_rng(seed)
+    b = K * PROMPTS
+    prompt_len = rng.integers(1, P + 1, b)
+    prompt_mask = np.arange(P)[None] >= (P - prompt_len)[:, None]  # left-padded
+    resp_len = rng.integers(1, T + 1, b)
+    resp_mask = np.arange(T)[None] < resp_len[:, None]
+    ends = (rng.random((b, T)) < 0.3) & resp_mask
+    ends[np.arange(b), resp_len - 1] = True
+    rewards = np.where(ends, rng.uniform(-1, 1, (b, T)), 0).astype(np.float32)
+    return ts.RolloutBatch(
+        prompt_ids=jnp.array(np.where(prompt_mask, rng.integers(1, VOCAB, (b, P)), 0), jnp.int32),
+        prompt_mask=jnp.array(prompt_mask), response_ids=jnp.array(rng.integers(1, VOCAB, (b, T)), jnp.int32),
+        response_mask=jnp.array(resp_mask), step_end=jnp.array(ends), step_rewards=jnp.array(rewards),
+        seq_rewards=jnp.array(rng.integers(0, 2, b), jnp.float32))
+
+
+def _setup(config, seed=0):
+    optimizer = ts.make_optimizer(config)
+    graphdef, state = ts.init_train_state(_policy(seed), optimizer)
+    return graphdef, state, ts.make_train_step(config, graphdef, optimizer)
+
+
+@pytest.fixture(scope="module")
+def default_setup():
+    """One compiled step shared by the tests of the default config; each test gets a fresh state."""
+    config = _config()
+    optimizer = ts.make_optimizer(config)
+    graphdef, _ = ts.init_train_state(_policy(), optimizer)
+    step = ts.make_train_step(config, graphdef, optimizer)
+    return config, graphdef, lambda: ts.init_train_state(_policy(), optimizer)[1], step
+
+
+def _copy(tree):
+    return jax.tree.map(lambda x: np.array(x), tree)
+
+
+def test_first_update_is_the_policy_gradient(default_setup):
+    # With one minibatch the ratio is exactly 1, so the surrogate's value is -mean(A)
+    # and its gradient is the REINFORCE gradient -mean(A grad logp).
+    config, graphdef, fresh_state, step = default_setup
+    state = fresh_state()
+    batch = _batch()
+    params0 = _copy(state.params)
+    state, metrics = step(state, batch, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(metrics["ratio_mean"], 1.0, atol=1e-6)
+    assert float(metrics["clip_fraction"]) == 0.0
+    assert float(metrics["skipped"]) == 0.0
+    assert int(state.step) == 1
+    changed = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))), state.params, params0)
+    assert max(jax.tree.leaves(changed)) > 0
+    # The reference policy is frozen.
+    np.testing.assert_array_equal(jax.tree.leaves(state.ref_params)[0], jax.tree.leaves(params0)[0])
+
+    # Independent check of the advantage and the loss value.
+    adv = pj.pure_advantages(batch.step_rewards, batch.step_end, batch.response_mask, K,
+                             config.advantage, seq_r_b=batch.seq_rewards,
+                             dense_r_bt=jnp.zeros_like(batch.step_rewards)).advantages
+    np.testing.assert_allclose(metrics["pg_loss"], -pj.masked_mean(adv, batch.response_mask), atol=1e-3)
+
+
+def test_repeated_updates_raise_the_likelihood_of_rewarded_responses(default_setup):
+    config, graphdef, fresh_state, step = default_setup
+    state = fresh_state()
+    batch = _batch(1)
+    adv = pj.pure_advantages(batch.step_rewards, batch.step_end, batch.response_mask, K, config.advantage,
+                             seq_r_b=batch.seq_rewards).advantages
+    score = lambda params: float(jnp.sum(
+        ts._logp_of(ts.response_logits(graphdef, params, (), batch), batch.response_ids) * adv * batch.response_mask))
+    before = score(state.params)
+    for i in range(5):
+        state, metrics = step(state, batch, jax.random.PRNGKey(i))
+    assert score(state.params) > before + 1.0
+    assert 0 < float(metrics["kl_reward"])
+
+
+def test_nonfinite_rewards_skip_the_update(default_setup):
+    config, graphdef, fresh_state, step = default_setup
+    state = fresh_state()
+    batch = _batch()
+    first_end = int(jnp.argmax(batch.step_end[0]))
+    batch = batch._replace(step_rewards=batch.step_rewards.at[0, first_end].set(jnp.nan))
+    params0 = _copy(state.params)
+    state, metrics = step(state, batch, jax.random.PRNGKey(0))
+    assert float(metrics["skipped"]) == 1.0
+    for new, old in zip(jax.tree.leaves(state.params), jax.tree.leaves(params0)):
+        np.testing.assert_array_equal(new, old)
+        assert np.all(np.isfinite(new))
+
+
+def test_epochs_and_minibatches_are_scanned_and_deterministic():
+    config = _config(epochs=2, minibatches=2, dual_clip=3.0, kl_in="loss", loss_agg="seq-mean-token-mean")
+    _, state_a, step = _setup(config)
+    _, state_b, _ = _setup(config)
+    batch = _batch(2)
+    state_a, metrics_a = step(state_a, batch, jax.random.PRNGKey(7))
+    state_b, metrics_b = step(state_b, batch, jax.random.PRNGKey(7))
+    for a, b in zip(jax.tree.leaves(state_a.params), jax.tree.leaves(state_b.params)):
+        np.testing.assert_array_equal(a, b)
+    assert metrics_a.keys() == metrics_b.keys()
+    # The later minibatches see a moved policy: the ratio is no longer exactly 1.
+    assert abs(float(metrics_a["ratio_mean"]) - 1.0) > 0
+
+
+def test_bad_minibatch_count():
+    config = _config(minibatches=3)
+    _, state, step = _setup(config)
+    with pytest.raises(ValueError, match="ppo.minibatches=3 must divide the batch of 8"):
+        step(state, _batch(), jax.random.PRNGKey(0))
