@@ -1,0 +1,86 @@
+"""metrics.jsonl (one whole JSON object per step), TensorBoard and optional W&B.
+
+Lines are written whole and fsynced, so a crash never leaves a torn record that
+a reader would choke on; on resume, records after the restored step (written
+after the last checkpoint by the interrupted run) and any torn tail are
+dropped, so the resumed file equals the file of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping
+
+
+def _plain(value: Any):
+    """JSON-safe scalar: floats stay floats, non-finite become null."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def read_metrics(path: str) -> list[dict]:
+    """All whole records of a metrics.jsonl file (a torn last line is skipped)."""
+    records = []
+    if not os.path.exists(path):
+        return records
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn tail from a killed run; nothing valid follows it
+    return records
+
+
+class MetricsWriter:
+    """Appends `{"step": s, ...}` records; only process 0 should create one."""
+
+    def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True,
+                 wandb_project: str | None = None, config: Mapping | None = None):
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
+        self._wandb = None
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError:
+                wandb = None
+            if wandb is not None:
+                self._wandb = wandb.init(project=wandb_project, config=dict(config or {}), resume="allow")
+
+    def write(self, step: int, metrics: Mapping[str, Any]) -> dict:
+        record = {"step": int(step)}
+        record.update({k: _plain(v) for k, v in sorted(metrics.items())})
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log(record, step=step)
+        return record
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()

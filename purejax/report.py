@@ -1,0 +1,85 @@
+"""Plots and a text summary of a run, from its metrics.jsonl alone."""
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+from purejax.metrics_log import read_metrics
+
+# (metrics key, plot title) of the curves the paper watches (PURE_SPEC §8).
+CURVES = (
+    ("eval/accuracy", "held-out greedy accuracy"),
+    ("train/rollout/vr_accuracy", "rollout VR accuracy"),
+    ("train/rollout/process_reward_sum", "summed transformed process reward"),
+    ("train/rollout/length_mean", "response length (tokens)"),
+    ("train/rollout/steps_mean", "steps per response"),
+    ("train/rollout/frac_1_step", "fraction of 1-step answers"),
+    ("train/kl_reward", "KL to reference"),
+    ("train/rollout/repetition", "repetition score"),
+)
+
+
+def series(records: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
+    points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_runs(runs: dict[str, Sequence[dict]], path: str, curves=CURVES) -> str:
+    """One panel per curve, one line per run; returns the PNG path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cols = 4
+    rows = math.ceil(len(curves) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (key, title) in zip(axes.flat, curves):
+        for name, records in runs.items():
+            x, y = series(records, key)
+            if x:
+                ax.plot(x, y, label=name, marker="o" if len(x) < 4 else None, markersize=3)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
+    if len(runs) > 1:
+        axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _sparkline(values: Sequence[float], width: int = 24) -> str:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return ""
+    if len(values) > width:
+        values = [values[int(i * len(values) / width)] for i in range(width)]
+    low, high = min(values), max(values)
+    ticks = "▁▂▃▄▅▆▇█"
+    return "".join(ticks[int((v - low) / (high - low + 1e-12) * (len(ticks) - 1))] for v in values)
+
+
+def summarize(workdir: str) -> str:
+    """Accuracy before/after, reward curves as sparklines, and where the plots went."""
+    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    if not records:
+        return f"no metrics in {workdir}"
+    plot = plot_runs({os.path.basename(os.path.normpath(workdir)): records},
+                     os.path.join(workdir, "plots", "curves.png"))
+    lines = ["", f"run: {workdir} ({records[-1]['step']} steps)"]
+    _, accuracy = series(records, "eval/accuracy")
+    if accuracy:
+        lines.append(f"held-out accuracy: {accuracy[0]:.3f} -> {accuracy[-1]:.3f} "
+                     f"({100 * (accuracy[-1] - accuracy[0]):+.1f} points)")
+    for key, title in CURVES[1:6]:
+        _, values = series(records, key)
+        if values:
+            lines.append(f"{title:36s} {values[0]:8.3f} -> {values[-1]:8.3f}  {_sparkline(values)}")
+    alarms = sorted({k.split("/")[-1] for r in records for k, v in r.items() if k.startswith("train/alarm/") and v})
+    lines.append("reward-hacking alarms: " + (", ".join(alarms) if alarms else "none"))
+    lines.append(f"plots: {plot}")
+    return "\n".join(lines)
