@@ -167,7 +167,8 @@ class Trainer:
             spec = self.config.rewards[name]
             if spec.type == "verifiable" and spec.applies_to == "with_answer" and spec.fraction == 1.0:
                 rows = composed.applies[name]
-                vr[rows] = (composed.raw[name][rows] > 0.5).astype(float)
+                # Compare with the configured `correct` value: OpenRLHF codes VR as {0, -1}.
+                vr[rows] = (composed.raw[name][rows] == np.float32(spec.correct)).astype(float)
                 return vr
         rows = [i for i, t in enumerate(truths) if t is not None]
         if rows:

@@ -1,5 +1,7 @@
 """The answer comparison itself, and the loop a verifier worker process runs.
 
+A worker is this file run as a script by `verifier.VerifierPool`.
+
 Kept apart from `verifier` so a worker process imports only what it needs, and
 so the in-process and the pooled paths share one comparison.
 
@@ -10,10 +12,12 @@ never evaluated as code.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import re
 import resource
+import sys
 import threading
 
 import math_verify
@@ -43,12 +47,30 @@ def _parse_truth(truth: str, timeout_s: float | None):
     return _parse(truth, timeout_s)
 
 
+# A number written in base b: `52_8`, `4210_{5}`, `\\text{A2}_{16}`.
+_BASE_NUMBER = re.compile(r"^\s*(?:\\text\{)?\s*([0-9A-Za-z]+)\s*\}?\s*_\s*\{?\s*(\d+)\s*\}?\s*$")
+
+
+def _base_number(latex: str) -> tuple[str, int] | None:
+    match = _BASE_NUMBER.match(latex)
+    if match is None:
+        return None
+    return match.group(1).upper().lstrip("0") or "0", int(match.group(2))
+
+
 def is_equivalent(answer: str, truth: str, timeout_s: float | None = 1.0) -> bool:
     """True if the LaTeX `answer` is mathematically equivalent to `truth` (math-verify).
 
-    Any parse failure, timeout or exception counts as not equivalent.
+    Any parse failure, timeout or exception counts as not equivalent. One
+    normalisation precedes math-verify, for a case it gets wrong: numbers with a
+    base subscript (math-verify drops the subscript, so `52_8` would equal
+    `52_9`). Two based numbers are equal iff base and digits are; a based truth
+    also accepts the bare digits (`52` for `52_8`), as graders do.
     """
     try:
+        based_answer, based_truth = _base_number(answer), _base_number(truth)
+        if based_answer is not None and based_truth is not None:
+            return based_answer == based_truth
         gold = _parse_truth(truth, timeout_s)
         pred = _parse(answer, timeout_s)
         if not gold or not pred:
@@ -58,24 +80,34 @@ def is_equivalent(answer: str, truth: str, timeout_s: float | None = 1.0) -> boo
         return False
 
 
-def worker_main(conn, timeout_s: float, memory_limit_mb: int) -> None:
-    """Serve (job_id, answer, truth) -> (job_id, bool) until the pipe closes."""
+def serve(timeout_s: float, memory_limit_mb: int) -> None:
+    """Answer JSON lines {"id", "answer", "truth"} on stdin with {"id", "ok"} on stdout.
+
+    The first line written is {"ready": true}, after the parser is warmed up, so the
+    parent never charges start-up time to an item. Exits when stdin closes.
+    """
     if memory_limit_mb > 0:
         # Huge integers exhaust memory before any timer fires; fail them as MemoryError.
         limit = memory_limit_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
-    is_equivalent("1", "1", timeout_s)  # Warm up the LaTeX parser before the first timed job.
-    while True:
+    is_equivalent("1", "1", timeout_s)
+    out = sys.stdout
+    out.write('{"ready": true}\n')
+    out.flush()
+    for line in sys.stdin:
         try:
-            job_id, answer, truth = conn.recv()
-        except (EOFError, OSError):
-            return
+            job = json.loads(line)
+        except ValueError:
+            continue
         try:
-            result = is_equivalent(answer, truth, timeout_s)
+            ok = is_equivalent(job["answer"], job["truth"], timeout_s)
         except BaseException:  # noqa: BLE001 -- MemoryError, RecursionError, alarm leftovers.
-            result = False
-        try:
-            conn.send((job_id, result))
-        except (BrokenPipeError, OSError):
-            return
+            ok = False
+        out.write(json.dumps({"id": job.get("id"), "ok": bool(ok)}) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    # Run by path (not `-m purejax...`) so a worker imports math-verify, not JAX.
+    serve(float(sys.argv[1]), int(sys.argv[2]))

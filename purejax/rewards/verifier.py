@@ -17,15 +17,18 @@ radicals, intervals, tuples, sets, matrices, expressions, `x = 3` vs `3`,
   big-integer power), so `verify_batch` runs comparisons in worker processes
   with a hard per-item deadline, and kills and replaces a worker that misses it.
 
-`verify` scores one response in this process (for notebooks and evaluation
-scripts on the main thread); `verify_batch` is the training path.
+`verify` scores one response, `verify_batch` many; both use the shared pool
+unless `workers=0` (in-process, for trusted input and benchmarks).
 """
 from __future__ import annotations
 
 import atexit
 import collections
-import multiprocessing
-import multiprocessing.connection
+import json
+import os
+import select
+import subprocess
+import sys
 import threading
 import time
 from typing import Sequence
@@ -36,23 +39,19 @@ from purejax.rewards import _verify_worker
 from purejax.rewards.answers import answer_rejection, extract_answer
 
 DEFAULT_TIMEOUT_S = 1.0
+_WORKER_SCRIPT = _verify_worker.__file__
 
 
-def verify(response_text: str, ground_truth: str, *, correct: float = 1.0, wrong: float = 0.0,
-           timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
+def verify(response_text: str, ground_truth: str | None, *, correct: float = 1.0,
+           wrong: float = 0.0, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
     """`correct` if the response's last boxed answer equals `ground_truth`, else `wrong`.
 
-    Runs in this process. On the main thread each parse and comparison is
-    bounded by math-verify's SIGALRM timer; off the main thread (where signals
-    do not work) the call is routed through the shared worker pool instead.
+    Goes through the shared worker pool (started on first use), so the call is
+    bounded by `timeout_s` (+ IPC slack) whatever the answer, on any thread.
+    Answers refused by the input caps never start the pool.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return float(verify_batch([response_text], [ground_truth], correct=correct, wrong=wrong,
-                                  timeout_s=timeout_s)[0])
-    answer = _checked_answer(response_text, ground_truth)
-    if answer is None:
-        return float(wrong)
-    return float(correct if _verify_worker.is_equivalent(answer, ground_truth, timeout_s) else wrong)
+    return float(verify_batch([response_text], [ground_truth], correct=correct, wrong=wrong,
+                              timeout_s=timeout_s)[0])
 
 
 def verify_batch(texts: Sequence[str], truths: Sequence[str | None], *, correct: float = 1.0,
@@ -65,7 +64,8 @@ def verify_batch(texts: Sequence[str], truths: Sequence[str | None], *, correct:
       truths: B ground-truth answers; None (no ground truth) scores `wrong`.
       correct, wrong: the two reward values.
       workers: worker processes of the shared pool; 0 scores in this process
-        (main thread only: bounded by SIGALRM and the input caps, no hard kill).
+        (main thread only; for trusted input and benchmarks: SIGALRM cannot stop
+        a comparison stuck in C code, e.g. `\\int_0^1 x^{100000} dx` takes ~10 s).
       timeout_s: hard deadline per item in a worker; a worker that misses it is
         killed and replaced and the item scores `wrong`.
       pool: an explicit VerifierPool (overrides `workers` / `timeout_s`).
@@ -98,14 +98,58 @@ def _checked_answer(text, truth) -> str | None:
     return answer
 
 
+class _Worker:
+    """One worker process speaking JSON lines over its stdin/stdout."""
+
+    def __init__(self, timeout_s: float, memory_limit_mb: int):
+        self.proc = subprocess.Popen(
+            [sys.executable, _WORKER_SCRIPT, repr(timeout_s), str(memory_limit_mb)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            close_fds=True, start_new_session=True)  # Ctrl-C in a terminal stays with the parent.
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.buffer = b""
+        self.ready = False
+        self.job: tuple[int, int, float] | None = None  # (item, job id, deadline)
+
+    def send(self, message: dict) -> None:
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def read_lines(self) -> list[dict] | None:
+        """Complete lines available now; None once the worker has closed its stdout."""
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return []
+        if not chunk:
+            return None
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.proc.wait()
+
+
 class VerifierPool:
     """Worker processes comparing answers, each item under a hard deadline.
 
     A worker that misses its deadline (a comparison stuck in C code) or dies is
-    killed and replaced; its item scores False. Workers are forked from a
-    forkserver that has math-verify imported, so a replacement is ready in
-    milliseconds and the parent (which may hold JAX threads) is never forked.
-    Safe to use from one thread at a time; `map` is serialised by a lock.
+    killed and replaced; its item scores False. Workers are separate Python
+    processes started from `_verify_worker.py` (never forks of the caller, which
+    may hold JAX threads, and independent of the caller's `__main__` guard); a
+    replacement loads in about a second while the other workers keep going, and
+    its start-up is never charged to an item. `map` is serialised by a lock.
     """
 
     def __init__(self, workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -118,88 +162,78 @@ class VerifierPool:
         self.timeout_s = float(timeout_s)
         self.memory_limit_mb = int(memory_limit_mb)
         self.restarts = 0  # workers killed for missing a deadline or dying (for logging)
-        self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["purejax.rewards._verify_worker"])
-        self._procs: list = [None] * workers
-        self._conns: list = [None] * workers
         self._lock = threading.Lock()
         self._job = 0
+        self._start_failures = 0
+        self._pool = [_Worker(self.timeout_s, self.memory_limit_mb) for _ in range(workers)]
 
-    def _start(self, w: int) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_verify_worker.worker_main, daemon=True,
-                                 args=(child, self.timeout_s, self.memory_limit_mb))
-        proc.start()
-        child.close()
-        self._procs[w], self._conns[w] = proc, parent
-
-    def _kill(self, w: int) -> None:
-        proc, conn = self._procs[w], self._conns[w]
-        self._procs[w] = self._conns[w] = None
-        if conn is not None:
-            conn.close()
-        if proc is not None:
-            proc.kill()
-            proc.join(timeout=5)
+    def _replace(self, w: int) -> None:
+        self._pool[w].kill()
+        self._pool[w] = _Worker(self.timeout_s, self.memory_limit_mb)
+        self.restarts += 1
 
     def map(self, answers: Sequence[str], truths: Sequence[str]) -> np.ndarray:
         """bool[N]: is answers[i] equivalent to truths[i]. Never raises for bad items."""
         with self._lock:
-            return self._map(answers, truths)
+            if self._pool is None:
+                raise RuntimeError("VerifierPool.map: the pool is closed; create a new one.")
+            return self._map(list(answers), list(truths))
 
     def _map(self, answers, truths) -> np.ndarray:
-        n = len(answers)
-        ok = np.zeros(n, dtype=bool)
-        pending = collections.deque(range(n))
-        busy: dict[int, tuple[int, int, float]] = {}  # worker -> (item, job id, deadline)
+        ok = np.zeros(len(answers), dtype=bool)
+        pending = collections.deque(range(len(answers)))
+        # Deadline = math-verify's own timer + slack: a slow Python-level comparison
+        # ends by SIGALRM (cheap) before a hard kill (a restart) is needed.
+        budget_s = self.timeout_s + 0.5
         try:
-            while pending or busy:
-                for w in range(self.workers):
-                    if w in busy or not pending:
-                        continue
-                    if self._procs[w] is None or not self._procs[w].is_alive():
-                        self._kill(w)
-                        self._start(w)
-                    item = pending.popleft()
-                    self._job += 1
-                    try:
-                        self._conns[w].send((self._job, answers[item], truths[item]))
-                    except (BrokenPipeError, OSError):
-                        self._kill(w)
-                        self.restarts += 1
-                        continue  # item scores False
-                    # The deadline starts when the worker gets the item, so a slow
-                    # start of a fresh worker is not charged to the item.
-                    busy[w] = (item, self._job, time.monotonic() + self.timeout_s + 0.25)
-                if not busy:
-                    continue
-                now = time.monotonic()
-                wait_s = max(0.0, min(d for _, _, d in busy.values()) - now)
-                by_conn = {self._conns[w]: w for w in busy}
-                ready = multiprocessing.connection.wait(list(by_conn), timeout=wait_s)
-                for conn in ready:
-                    w = by_conn[conn]
-                    item, job, _ = busy.pop(w)
-                    try:
-                        got_job, result = conn.recv()
-                        ok[item] = bool(result) and got_job == job
-                    except (EOFError, OSError):  # the worker died (memory, signal)
-                        self._kill(w)
-                        self.restarts += 1
-                now = time.monotonic()
-                for w, (item, _, deadline) in list(busy.items()):
-                    if now >= deadline:
-                        busy.pop(w)
-                        self._kill(w)
-                        self.restarts += 1
+            while pending or any(w.job for w in self._pool):
+                for w, worker in enumerate(self._pool):
+                    if worker.ready and worker.job is None and pending:
+                        item = pending.popleft()
+                        self._job += 1
+                        try:
+                            worker.send({"id": self._job, "answer": answers[item],
+                                         "truth": truths[item]})
+                        except (BrokenPipeError, OSError):
+                            self._replace(w)  # the item scores False
+                            continue
+                        worker.job = (item, self._job, time.monotonic() + budget_s)
+                deadlines = [w.job[2] for w in self._pool if w.job]
+                wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 5.0
+                readable, _, _ = select.select([w.fd for w in self._pool], [], [], wait_s)
+                for w, worker in enumerate(self._pool):
+                    if worker.fd in readable:
+                        lines = worker.read_lines()
+                        if lines is None:  # died: out of memory, killed, crashed
+                            if not worker.ready:
+                                self._start_failures += 1
+                                if self._start_failures >= 3:
+                                    raise RuntimeError(
+                                        "VerifierPool: worker processes exit during start-up; "
+                                        f"run `{sys.executable} {_WORKER_SCRIPT} 1 0` to see why "
+                                        "(math-verify missing or broken?).")
+                            self._replace(w)
+                            continue
+                        for message in lines:
+                            if message.get("ready"):
+                                worker.ready = True
+                                self._start_failures = 0
+                            elif worker.job and message.get("id") == worker.job[1]:
+                                ok[worker.job[0]] = bool(message.get("ok"))
+                                worker.job = None
+                    if worker.job and time.monotonic() >= worker.job[2]:
+                        self._replace(w)
         finally:
-            for w in busy:  # interrupted mid-batch: no worker may hold a stale reply
-                self._kill(w)
+            for w, worker in enumerate(self._pool):
+                if worker.job:  # interrupted mid-batch: no worker may keep a stale reply
+                    self._replace(w)
         return ok
 
     def close(self) -> None:
-        for w in range(self.workers):
-            self._kill(w)
+        with self._lock:
+            for worker in self._pool or []:
+                worker.kill()
+            self._pool = None
 
     def __enter__(self):
         return self
@@ -208,8 +242,6 @@ class VerifierPool:
         self.close()
 
 
-# The deadline includes 0.25 s of IPC slack on top of math-verify's own 1 s timer,
-# so a slow Python-level comparison ends by SIGALRM (cheap) before the hard kill.
 _DEFAULT_POOLS: dict[tuple[int, float], VerifierPool] = {}
 _DEFAULT_LOCK = threading.Lock()
 

@@ -1,0 +1,391 @@
+"""The run configuration: its schema and defaults, validation, and loading.
+
+A run is fully described by one locked `ml_collections.ConfigDict` (STYLE.md
+rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
+`configs/common.py`. Sections (later issues extend them, never rename them):
+
+    seed, total_steps, checkpoint_every, eval_every
+    policy    (path, dtype)
+    prm       (path, step_token, dtype)
+    data      (train_path, eval_names, eval_paths, prompt_template, step_separator)
+    rollout   (prompts_per_step, samples_per_prompt, max_prompt_len, max_new_tokens,
+               temperature, top_p, top_k)
+    rewards   name -> {type, weight, applies_to, fraction, level, baseline, type params}
+    advantage (credit, temperature, discount, baseline, whiten)
+    optim     (lr, weight_decay, grad_clip, schedule, warmup_steps)
+    ppo       (clip_eps_low, clip_eps_high, dual_clip, epochs, minibatches, kl_beta,
+               kl_estimator, kl_in, loss_agg, ratio_guard)
+    eval      (num_prompts, batch_size, max_new_tokens)
+    logging   (keep_checkpoints, sample_every, tensorboard, wandb_project)
+    monitor   (early_stop)
+
+Defaults follow PURE_SPEC §7 (the paper's verl runs). ConfigDict fields cannot
+hold None, so "off" is spelt 0 where noted (dual_clip, top_k, ratio_guard).
+
+`validate(config)` refuses, with ONE message naming the dotted field and the
+allowed values, any unknown key (also one written into a config file; the
+closest valid key is suggested), missing key, wrong type, unknown reward source
+type and out-of-range value. `load(...)` imports a config, applies overrides,
+validates and locks.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import importlib.util
+import os
+import sys
+import types
+from typing import Any, Callable, Mapping, Sequence
+
+import ml_collections
+
+from purejax.credit import CREDIT_MODES
+from purejax.data import BENCHMARKS, DEFAULT_PROMPT_TEMPLATE, TRAIN_FILE, DATA_DIR
+from purejax.losses import KL_ESTIMATORS
+from purejax.pure import BASELINES
+from purejax.reductions import LOSS_AGGREGATIONS
+from purejax.rewards.sources import SOURCE_TYPES
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the dotted field and what is allowed."""
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+APPLIES_TO = ("all", "with_answer")
+LEVELS = ("step", "sequence")
+REWARD_BASELINES = ("shared", "rloo")
+SCHEDULES = ("constant", "cosine")
+KL_IN = ("reward", "loss")
+REWARD_COMMON_KEYS = ("type", "weight", "applies_to", "fraction", "level", "baseline")
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """Every field with its default (PURE_SPEC §7), rewards empty. Unlocked."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.total_steps = 500          # Qwen2.5-Math runs; 1000 for Qwen2.5-7B
+    c.checkpoint_every = 50
+    c.eval_every = 50
+
+    c.policy = ml_collections.ConfigDict(dict(path="", dtype="bfloat16"))
+    # The PRM was trained with "\n" after each step; step ends are replaced by it.
+    c.prm = ml_collections.ConfigDict(dict(path="", step_token="\n", dtype="bfloat16"))
+    c.data = ml_collections.ConfigDict(dict(
+        train_path=os.path.join(DATA_DIR, TRAIN_FILE),
+        eval_names=BENCHMARKS,
+        eval_paths=tuple(os.path.join(DATA_DIR, f"{name}.jsonl") for name in BENCHMARKS),
+        prompt_template=DEFAULT_PROMPT_TEMPLATE,
+        step_separator="\n\n",
+    ))
+    c.rollout = ml_collections.ConfigDict(dict(
+        prompts_per_step=64, samples_per_prompt=8,
+        max_prompt_len=1024, max_new_tokens=7168,   # verl yaml: 1024 + 7168 = 8192
+        temperature=1.0, top_p=1.0, top_k=0,        # top_k 0: off
+    ))
+    c.rewards = ml_collections.ConfigDict()
+    c.advantage = ml_collections.ConfigDict(dict(
+        credit="soft_min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=True))
+    c.optim = ml_collections.ConfigDict(dict(
+        lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0))
+    c.ppo = ml_collections.ConfigDict(dict(
+        clip_eps_low=0.2, clip_eps_high=0.2,
+        dual_clip=0.0,            # 0: off; else the dual-clip constant c > 1 (e.g. 3.0)
+        epochs=1, minibatches=1,  # one gradient step per rollout
+        kl_beta=1e-3, kl_estimator="k3", kl_in="reward",
+        loss_agg="token-mean",
+        ratio_guard=0.0,          # 0: off; OpenRLHF zeroes the loss when mean ratio > 10.0
+    ))
+    # Greedy pass@1 on the held-out prompts, every eval_every steps and at both ends.
+    c.eval = ml_collections.ConfigDict(dict(
+        num_prompts=0,            # 0: all of data.eval_paths
+        batch_size=64, max_new_tokens=3000))  # the paper's evaluation limit
+    c.logging = ml_collections.ConfigDict(dict(
+        keep_checkpoints=3, sample_every=10, tensorboard=True,
+        wandb_project=""))        # "": off; W&B logs only when installed and named here
+    # Reward-hacking alarms (purejax.monitors.HackingMonitor); early_stop acts on them.
+    c.monitor = ml_collections.ConfigDict(dict(early_stop=False))
+    return c
+
+
+def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A002
+    """A `config.rewards` entry for source `type`, every field filled.
+
+    Common fields default to weight 1, applies_to 'all', fraction 1, the type's
+    level and baseline 'shared'; type params default to the registry's values.
+    """
+    if type not in SOURCE_TYPES:
+        _fail("rewards.<name>.type", f"unknown reward source type {type!r}",
+              allowed=sorted(SOURCE_TYPES), got=type)
+    source = SOURCE_TYPES[type]
+    entry = dict(type=type, weight=1.0, applies_to="all", fraction=1.0, level=source.level,
+                 baseline="shared")
+    entry.update(source.params)
+    for key in values:
+        if key not in entry:
+            _fail(f"rewards.<{type}>.{key}", "unknown key", allowed=sorted(entry), got=key)
+    entry.update(values)
+    return ml_collections.ConfigDict(entry)
+
+
+# ---------------------------------------------------------------- checks
+
+def _fail(path: str, problem: str, allowed=None, got: Any = None):
+    message = f"config.{path}: {problem}"
+    if allowed is not None:
+        allowed = list(allowed)
+        message += f"; allowed: {', '.join(map(repr, allowed))}"
+        if isinstance(got, str):
+            close = difflib.get_close_matches(got, [str(a) for a in allowed], n=1)
+            if close and close[0] != got:
+                message += f". Did you mean {close[0]!r}"
+                raise ConfigError(message + "?")
+    raise ConfigError(message + ".")
+
+
+def _choice(*allowed) -> Callable:
+    def check(path, value):
+        if value not in allowed:
+            _fail(path, f"got {value!r}", allowed=allowed, got=value)
+    return check
+
+
+def _range(low=None, high=None, low_open=False, high_open=False, zero_ok=False) -> Callable:
+    def check(path, value):
+        if zero_ok and value == 0:
+            return
+        bad = ((low is not None and (value < low or (low_open and value == low)))
+               or (high is not None and (value > high or (high_open and value == high))))
+        if bad:
+            lo = "-inf" if low is None else f"{low}"
+            hi = "inf" if high is None else f"{high}"
+            interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+            _fail(path, f"must be in {interval}{' or 0 (off)' if zero_ok else ''}, got {value!r}")
+    return check
+
+
+_positive = _range(0, low_open=True)
+_non_negative = _range(0)
+_unit = _range(0, 1)
+
+_CHECKS: dict[str, Callable] = {
+    "total_steps": _positive, "checkpoint_every": _positive, "eval_every": _positive,
+    "policy.dtype": _choice(*DTYPES), "prm.dtype": _choice(*DTYPES),
+    "rollout.prompts_per_step": _positive, "rollout.samples_per_prompt": _positive,
+    "rollout.max_prompt_len": _positive, "rollout.max_new_tokens": _positive,
+    "rollout.temperature": _positive, "rollout.top_p": _range(0, 1, low_open=True),
+    "rollout.top_k": _non_negative,
+    "advantage.credit": _choice(*CREDIT_MODES), "advantage.temperature": _positive,
+    "advantage.discount": _range(0, 1, low_open=True), "advantage.baseline": _choice(*BASELINES),
+    "optim.lr": _positive, "optim.weight_decay": _non_negative, "optim.grad_clip": _non_negative,
+    "optim.schedule": _choice(*SCHEDULES), "optim.warmup_steps": _non_negative,
+    "ppo.clip_eps_low": _range(0, 1, high_open=True), "ppo.clip_eps_high": _range(0, None),
+    "ppo.dual_clip": _range(1, None, low_open=True, zero_ok=True),
+    "ppo.epochs": _positive, "ppo.minibatches": _positive, "ppo.kl_beta": _non_negative,
+    "ppo.kl_estimator": _choice(*KL_ESTIMATORS), "ppo.kl_in": _choice(*KL_IN),
+    "ppo.loss_agg": _choice(*LOSS_AGGREGATIONS), "ppo.ratio_guard": _non_negative,
+    "eval.num_prompts": _non_negative, "eval.batch_size": _positive, "eval.max_new_tokens": _positive,
+    "logging.keep_checkpoints": _positive, "logging.sample_every": _positive,
+}
+
+
+def _type_name(value) -> str:
+    return type(value).__name__
+
+
+def _check_type(path: str, value, default) -> None:
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+    elif isinstance(default, (tuple, list)):
+        ok = isinstance(value, (tuple, list))
+    elif isinstance(default, (dict, ml_collections.ConfigDict)):
+        ok = isinstance(value, (dict, ml_collections.ConfigDict))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        _fail(path, f"must be a {_type_name(default)}, got {_type_name(value)} {value!r}")
+
+
+def _items(section) -> dict:
+    return dict(section.items()) if hasattr(section, "items") else dict(section)
+
+
+def _check_keys(path: str, actual: Mapping, expected: Sequence[str]) -> None:
+    for key in actual:
+        if key not in expected:
+            _fail(f"{path}{key}", "unknown key", allowed=expected, got=key)
+    for key in expected:
+        if key not in actual:
+            _fail(f"{path}{key}", "missing key (build configs from purejax.config.defaults() "
+                                  "and reward_source())")
+
+
+def validate(config) -> None:
+    """Raises ConfigError (one message: dotted field, what is allowed) for a bad config."""
+    schema = _items(defaults())
+    values = _items(config)
+    _check_keys("", values, list(schema))
+    for section, default in schema.items():
+        value = values[section]
+        if section == "rewards":
+            _validate_rewards(value)
+            continue
+        if isinstance(default, ml_collections.ConfigDict):
+            if not hasattr(value, "items"):
+                _fail(section, f"must be a section (ConfigDict), got {_type_name(value)}")
+            fields = _items(value)
+            _check_keys(f"{section}.", fields, list(_items(default)))
+            for key, field_default in _items(default).items():
+                path = f"{section}.{key}"
+                _check_type(path, fields[key], field_default)
+                if path in _CHECKS:
+                    _CHECKS[path](path, fields[key])
+        else:
+            _check_type(section, value, default)
+            if section in _CHECKS:
+                _CHECKS[section](section, value)
+    _validate_cross(values)
+
+
+def _validate_rewards(rewards) -> None:
+    if not hasattr(rewards, "items"):
+        _fail("rewards", f"must be a section of reward sources, got {_type_name(rewards)}")
+    entries = _items(rewards)
+    if not entries:
+        _fail("rewards", "no reward source configured; add e.g. "
+                         "config.rewards.prm = purejax.config.reward_source('prm')")
+    for name, entry in entries.items():
+        base = f"rewards.{name}"
+        if not hasattr(entry, "items"):
+            _fail(base, f"must be a reward source section, got {_type_name(entry)}")
+        entry = _items(entry)
+        kind = entry.get("type")
+        if kind not in SOURCE_TYPES:
+            _fail(f"{base}.type", f"unknown reward source type {kind!r}",
+                  allowed=sorted(SOURCE_TYPES), got=kind)
+        source = SOURCE_TYPES[kind]
+        expected = dict(type="", weight=1.0, applies_to="", fraction=1.0, level="", baseline="")
+        expected.update(source.params)
+        _check_keys(f"{base}.", entry, list(expected))
+        for key, default in expected.items():
+            _check_type(f"{base}.{key}", entry[key], default)
+        _range(0)(f"{base}.weight", entry["weight"])
+        _unit(f"{base}.fraction", entry["fraction"])
+        _choice(*APPLIES_TO)(f"{base}.applies_to", entry["applies_to"])
+        _choice(source.level)(f"{base}.level", entry["level"])
+        _choice(*REWARD_BASELINES)(f"{base}.baseline", entry["baseline"])
+        if source.level == "step" and entry["baseline"] != "shared":
+            _fail(f"{base}.baseline", "step-level sources share the credit-assignment baseline",
+                  allowed=["shared"], got=entry["baseline"])
+        if kind == "verifiable" and entry["applies_to"] != "with_answer":
+            _fail(f"{base}.applies_to", "the verifier needs a ground truth",
+                  allowed=["with_answer"], got=entry["applies_to"])
+        if source.check is not None:
+            problem = source.check({k: entry[k] for k in source.params})
+            if problem is not None:
+                _fail(f"{base}.{problem[0]}", problem[1])
+        if kind == "noise":
+            inner = SOURCE_TYPES[entry["inner"]]
+            inner_params = _items(entry["inner_params"])
+            for key, value in inner_params.items():
+                if key not in inner.params:
+                    _fail(f"{base}.inner_params.{key}", "unknown key",
+                          allowed=list(inner.params), got=key)
+                _check_type(f"{base}.inner_params.{key}", value, inner.params[key])
+
+
+def _validate_cross(values) -> None:
+    data = _items(values["data"])
+    if len(data["eval_names"]) != len(data["eval_paths"]):
+        _fail("data.eval_paths", f"has {len(data['eval_paths'])} entries but data.eval_names has "
+                                 f"{len(data['eval_names'])}; give one path per name")
+    if "{question}" not in data["prompt_template"]:
+        _fail("data.prompt_template", "must contain the placeholder {question}")
+    if not values["prm"]["step_token"]:
+        _fail("prm.step_token", "must be a non-empty string, e.g. '\\n'")
+
+
+# ---------------------------------------------------------------- loading
+
+def _import_config_module(source) -> types.ModuleType:
+    if isinstance(source, types.ModuleType):
+        return source
+    if not isinstance(source, str):
+        raise ConfigError(f"load: expected a config file path, module name or module, got "
+                          f"{type(source).__name__}.")
+    if source.endswith(".py") or os.path.sep in source:
+        path = os.path.abspath(source)
+        if not os.path.isfile(path):
+            raise ConfigError(f"load: config file {source!r} not found.")
+        # Config files import their fragments as `from configs import common`.
+        root = os.path.dirname(os.path.dirname(path))
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        name = f"_purejax_config_{os.path.splitext(os.path.basename(path))[0]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(source)
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"load: override {text!r} must look like 'rewards.vr.weight=2'.")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if key.startswith("config."):
+        key = key[len("config."):]
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        value = raw.strip()  # a bare string such as credit=min
+    return key, value
+
+
+def apply_override(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+    """Sets the existing dotted field `key`; unknown fields fail with a suggestion."""
+    node, parts = config, key.split(".")
+    for i, part in enumerate(parts):
+        fields = list(_items(node))
+        if part not in fields:
+            _fail(".".join(parts[:i + 1]), "unknown key (overrides may only set existing fields)",
+                  allowed=fields, got=part)
+        if i < len(parts) - 1:
+            node = node[part]
+    current = node[parts[-1]]
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    try:
+        with node.unlocked():
+            node[parts[-1]] = value
+    except TypeError:
+        _fail(key, f"must be a {_type_name(current)}, got {_type_name(value)} {value!r}")
+
+
+def load(source, overrides: Mapping[str, Any] | Sequence[str] | None = None
+         ) -> ml_collections.ConfigDict:
+    """Imports a config (file path, module name or module with `get_config()`),
+    applies overrides ({'rewards.vr.weight': 2} or ['rewards.vr.weight=2']),
+    validates it and returns it locked."""
+    module = _import_config_module(source)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"load: {getattr(module, '__file__', module)} has no get_config().")
+    config = module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"load: get_config() must return an ml_collections.ConfigDict, got "
+                          f"{type(config).__name__}.")
+    if overrides:
+        pairs = (overrides.items() if isinstance(overrides, Mapping)
+                 else [_parse_override(o) for o in overrides])
+        for key, value in pairs:
+            apply_override(config, key, value)
+    validate(config)
+    config.lock()
+    return config

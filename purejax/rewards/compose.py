@@ -1,0 +1,141 @@
+"""Combining the configured reward sources into what the advantage code consumes.
+
+For B responses of padded width T (PURE_SPEC §4, §5):
+
+    step_r_bt = sum_{step sources s} w_s r_s,bt
+              + sum_{sequence sources s, baseline 'shared'} w_s v_s,b [t = last valid token]
+    seq_r_b   = sum_{sequence sources s, baseline 'rloo'} w_s v_s,b
+
+Step sources (the PRM) and 'shared' sequence sources (the official code's VR)
+share the group baseline of the credit assignment (e.g. `token_mean`);
+'rloo' sequence sources (the paper's VR) get their own plain RLOO
+(`purejax.pure_advantages(step_r_bt, ..., seq_r_b=seq_r_b)`). A source
+contributes 0 on rows where it does not apply. Raw values are kept per source,
+before weighting, with the mask of rows they apply to, for logging.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from purejax.rewards.prm import PRMScorer
+from purejax.rewards.sources import (SOURCE_TYPES, TokenBatch, applies_mask, host_rows)
+
+
+class ComposedRewards(NamedTuple):
+    step_r_bt: np.ndarray            # float32[B, T]
+    seq_r_b: np.ndarray              # float32[B]
+    raw: dict[str, np.ndarray]       # name -> float32[B] (sequence) or [B, T] (step), unweighted
+    applies: dict[str, np.ndarray]   # name -> bool[B]
+    levels: dict[str, str]           # name -> "step" | "sequence"
+
+
+def _source_settings(name: str, spec) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(type, common settings, type params with defaults filled) of one config entry."""
+    spec = dict(spec.items()) if hasattr(spec, "items") else dict(spec)
+    kind = spec.get("type")
+    if kind not in SOURCE_TYPES:
+        raise ValueError(f"rewards.{name}.type: unknown reward source type {kind!r}; allowed "
+                         f"values are {sorted(SOURCE_TYPES)}.")
+    common = {k: spec.get(k, d) for k, d in (("weight", 1.0), ("applies_to", "all"),
+                                             ("fraction", 1.0), ("baseline", "shared"))}
+    common["level"] = spec.get("level", SOURCE_TYPES[kind].level)
+    params = dict(SOURCE_TYPES[kind].params)
+    for key in params:
+        if key in spec:
+            value = spec[key]
+            params[key] = dict(value.items()) if hasattr(value, "items") else value
+    return kind, common, params
+
+
+def compose_rewards(sources: Mapping[str, Any], *, texts: Sequence[str],
+                    truths: Sequence[str | None], response_mask, prompt_index, step: int = 0,
+                    seed: int = 0, tokens: TokenBatch | None = None,
+                    prm: PRMScorer | None = None) -> ComposedRewards:
+    """Scores a batch with every configured source and combines them.
+
+    Args:
+      sources: `config.rewards`: name -> {type, weight, applies_to, fraction,
+        level, baseline, type params}; validate it with `purejax.config.validate`.
+      texts: B decoded responses.
+      truths: B ground truths, None where the prompt has none (training data must
+        come from `purejax.data.load_train_prompts`, which has no ref_answer).
+      response_mask: bool[B, T] valid response tokens.
+      prompt_index: int[B] dataset index of each row's prompt.
+      step, seed: make subsampling and noise reproducible.
+      tokens: a TokenBatch, needed by jittable sources (the PRM).
+      prm: PRMScorer, needed by the 'prm' source.
+
+    Returns:
+      ComposedRewards(step_r_bt, seq_r_b, raw, applies, levels).
+    """
+    mask_bt = np.asarray(response_mask).astype(bool)
+    if mask_bt.ndim != 2:
+        raise ValueError(f"compose_rewards: `response_mask` must be [B, T], got shape "
+                         f"{mask_bt.shape}.")
+    batch, width = mask_bt.shape
+    prompt_index = np.asarray(prompt_index)
+    for arg, n in (("texts", len(texts)), ("truths", len(truths)),
+                   ("prompt_index", prompt_index.shape[0])):
+        if n != batch:
+            raise ValueError(f"compose_rewards: `{arg}` has {n} rows but response_mask has "
+                             f"{batch}; pass one entry per response.")
+    lengths_b = mask_bt.sum(axis=1)
+    # One-hot of the last valid token of each row; all-zero for an empty row.
+    last_bt = np.zeros((batch, width), dtype=np.float32)
+    has_token = lengths_b > 0
+    last_t = width - 1 - np.argmax(mask_bt[:, ::-1], axis=1)
+    last_bt[np.flatnonzero(has_token), last_t[has_token]] = 1.0
+    has_answer_b = np.array([isinstance(t, str) and t.strip() != "" for t in truths], dtype=bool)
+
+    step_r_bt = np.zeros((batch, width), dtype=np.float32)
+    seq_r_b = np.zeros(batch, dtype=np.float32)
+    raw, applies, levels = {}, {}, {}
+    for name, spec in sources.items():
+        kind, common, params = _source_settings(name, spec)
+        source = SOURCE_TYPES[kind]
+        applies_b = applies_mask(name, common["applies_to"], common["fraction"], has_answer_b,
+                                 prompt_index, seed)
+        if source.kind == "jax":
+            values = np.asarray(source.fn(tokens, prm, **params), dtype=np.float32)
+            values = values * applies_b[:, None] * mask_bt
+        else:
+            rows = np.flatnonzero(applies_b)
+            values = np.zeros(batch, dtype=np.float32)
+            if rows.size:
+                got = np.asarray(source.fn(host_rows(texts, truths, lengths_b, prompt_index, step,
+                                                     seed, rows), **params), dtype=np.float32)
+                if got.shape != (rows.size,):
+                    raise ValueError(f"reward source {name!r} ({kind}) returned shape {got.shape}"
+                                     f" for {rows.size} rows; host sources return float[N].")
+                values[rows] = got
+        weight = np.float32(common["weight"])
+        if common["level"] == "step":
+            step_r_bt += weight * values
+        elif common["baseline"] == "shared":
+            step_r_bt += weight * values[:, None] * last_bt
+        else:
+            seq_r_b += weight * values
+        raw[name], applies[name], levels[name] = values, applies_b, common["level"]
+    return ComposedRewards(step_r_bt, seq_r_b, raw, applies, levels)
+
+
+def reward_metrics(composed: ComposedRewards, step_end_bt=None) -> dict[str, float]:
+    """`reward/<name>/mean` (raw, unweighted) over the rows where the source applies,
+    and `reward/<name>/applies` (fraction of rows). Step sources average over
+    the step ends of those rows (`step_end_bt` bool[B, T] required for them).
+    Sources applying to no row report mean 0 (and applies 0)."""
+    out = {}
+    for name, values in composed.raw.items():
+        applies_b = composed.applies[name]
+        if composed.levels[name] == "step":
+            if step_end_bt is None:
+                raise ValueError(f"reward_metrics: step source {name!r} needs `step_end_bt`.")
+            where = np.asarray(step_end_bt).astype(bool) & applies_b[:, None]
+        else:
+            where = applies_b
+        count = int(where.sum())
+        out[f"reward/{name}/mean"] = float(values[where].sum() / count) if count else 0.0
+        out[f"reward/{name}/applies"] = float(applies_b.mean()) if applies_b.size else 0.0
+    return out
