@@ -9,10 +9,12 @@ first new token is predicted from each row's last real prompt token). The compil
 is cached by (model structure, shapes, static options), so repeated calls with the same
 shapes do not retrace; temperature and top_p are traced values and can change freely.
 
-Cache layout: per layer k and v of shape [B, K, S, H] with S = P + max_new_tokens - 1
+Cache layout: per layer keys [B, K, H, S] and values [B, K, S, H], S = P + max_new_tokens - 1
 slots (the last sampled token is never fed back). Slot P + i holds the token sampled at
 step i. Each decode step writes one slot with dynamic_update_slice, which XLA performs in
-place on the while-loop carry, and attention reads the cache without transposing it.
+place on the while-loop carry, and attention reads the cache in place (no transpose, no
+copy; see `purejax.models.decoder.attend`). The prefill computes the LM head only at each
+row's last prompt token, and its final layer runs attention output and MLP only there.
 """
 from __future__ import annotations
 
@@ -122,9 +124,9 @@ def _check_inputs(model, prompt_ids, prompt_mask, max_new_tokens, rng, temperatu
 def _choose(logits_bv, key, temperature, top_p, *, greedy: bool, top_k: int, use_top_p: bool):
   """Picks one token per row; returns (token int32 [B], its log-prob float32 [B])."""
   if greedy:
-    token_b = jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
-    best_b = jnp.take_along_axis(logits_bv, token_b[:, None], axis=-1)[:, 0]
-    return token_b, best_b - jax.nn.logsumexp(logits_bv, axis=-1)
+    token_b, best_b = _argmax(logits_bv)
+    # log_softmax at the argmax = -log sum exp(logits - max); max is known, so one pass.
+    return token_b, -jnp.log(jnp.sum(jnp.exp(logits_bv - best_b[:, None]), axis=-1))
   x_bv = logits_bv / temperature
   ids_bc = None  # candidate ids, when the candidates are a sorted subset
   if top_k > 0:
@@ -137,11 +139,34 @@ def _choose(logits_bv, key, temperature, top_p, *, greedy: bool, top_k: int, use
     p_bc = jax.nn.softmax(x_bv, axis=-1)
     before_bc = jnp.cumsum(p_bc, axis=-1) - p_bc
     x_bv = jnp.where(before_bc < top_p, x_bv, -jnp.inf)
-  choice_b = jax.random.categorical(key, x_bv, axis=-1).astype(jnp.int32)
+  # Gumbel-max sampling (what jax.random.categorical does), with the fast argmax below.
+  choice_b, _ = _argmax(x_bv + jax.random.gumbel(key, x_bv.shape, x_bv.dtype))
   logp_b = (jnp.take_along_axis(x_bv, choice_b[:, None], axis=-1)[:, 0]
             - jax.nn.logsumexp(x_bv, axis=-1))
   token_b = choice_b if ids_bc is None else jnp.take_along_axis(ids_bc, choice_b[:, None], -1)[:, 0]
   return token_b.astype(jnp.int32), logp_b
+
+
+def _argmax(x_bv):
+  """(first index of the row max, row max) of [B, V].
+
+  XLA:CPU lowers argmax to a slow single-threaded (value, index) reduction; over a 32k-150k
+  vocabulary at every decode step that costs as much as a transformer layer. Taking maxima
+  of 128-wide chunks first, then the argmax among chunk maxima and inside the winning chunk,
+  gives the same first-occurrence index with cheap plain reductions.
+  """
+  b, v = x_bv.shape
+  chunk = 128
+  if v % chunk or v < 4 * chunk:
+    index_b = jnp.argmax(x_bv, axis=-1).astype(jnp.int32)
+    return index_b, jnp.take_along_axis(x_bv, index_b[:, None], axis=-1)[:, 0]
+  x_bcw = x_bv.reshape(b, v // chunk, chunk)
+  chunk_max_bc = jnp.max(x_bcw, axis=-1)
+  best_chunk_b = jnp.argmax(chunk_max_bc, axis=-1).astype(jnp.int32)
+  best_b = jnp.take_along_axis(chunk_max_bc, best_chunk_b[:, None], axis=-1)[:, 0]
+  in_chunk_bw = jnp.take_along_axis(x_bcw, best_chunk_b[:, None, None], axis=1)[:, 0]
+  index_b = best_chunk_b * chunk + jnp.argmax(in_chunk_bw, axis=-1).astype(jnp.int32)
+  return index_b, best_b
 
 
 class _Carry(NamedTuple):
@@ -172,10 +197,9 @@ def _sample_jit(graphdef, state, prompt_ids_bp, prompt_mask_bp, rng, temperature
   kv_mask_bs = jnp.concatenate([prompt_mask_bp, jnp.ones((b, n - 1), bool)], axis=1)
   pos_bp = positions_from_mask(prompt_mask_bp)
   cache = model.init_cache(b, slots)
-  h_bpd, cache = model.forward_cached(prompt_ids_bp, pos_bp, cache, 0, kv_mask_bs)
   last_b = p - 1 - jnp.argmax(prompt_mask_bp[:, ::-1], axis=1)
-  h_bd = jnp.take_along_axis(h_bpd, last_b[:, None, None], axis=1)
-  logits_bv = model.head(h_bd)[:, 0]
+  h_b1d, cache = model.forward_cached(prompt_ids_bp, pos_bp, cache, 0, kv_mask_bs, last_b=last_b)
+  logits_bv = model.head(h_b1d)[:, 0]
   n_prompt_b = prompt_mask_bp.sum(axis=1).astype(jnp.int32)
 
   def record(c: _Carry) -> _Carry:

@@ -34,7 +34,7 @@ class DecoderConfig:
   num_layers: int
   num_heads: int
   num_kv_heads: int
-  head_dim: int | None = None  # None -> hidden_size // num_heads
+  head_dim: int | None = None  # None -> hidden_size // num_heads (set in __post_init__)
   rope_theta: float = 10000.0
   # ("linear", factor) or ("llama3", factor, low_freq_factor, high_freq_factor,
   # original_max_position_embeddings); None is plain RoPE. A tuple keeps the config hashable.
@@ -63,10 +63,13 @@ class DecoderConfig:
       raise ValueError(
           f"DecoderConfig.num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
           f"({self.num_kv_heads}) for grouped-query attention.")
-    if self.head_dim is None and self.hidden_size % self.num_heads:
-      raise ValueError(
-          f"DecoderConfig.hidden_size ({self.hidden_size}) must be divisible by num_heads "
-          f"({self.num_heads}), or set head_dim explicitly.")
+    if self.head_dim is None:
+      if self.hidden_size % self.num_heads:
+        raise ValueError(
+            f"DecoderConfig.hidden_size ({self.hidden_size}) must be divisible by num_heads "
+            f"({self.num_heads}), or set head_dim explicitly.")
+      # Resolved once, so a config equals its save -> load round trip.
+      object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
     if self.resolved_head_dim % 2:
       raise ValueError(f"DecoderConfig.head_dim must be even for RoPE, got {self.resolved_head_dim}.")
     if self.head not in ("lm", "classifier"):
@@ -81,7 +84,7 @@ class DecoderConfig:
 
   @property
   def resolved_head_dim(self) -> int:
-    return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+    return self.head_dim
 
   @property
   def architecture(self) -> str:

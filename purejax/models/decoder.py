@@ -83,29 +83,38 @@ class RMSNorm(nnx.Module):
     return self.weight[...] * x32.astype(x_btd.dtype)
 
 
-def attend(q_btnh: jax.Array, k_bksh: jax.Array, v_bksh: jax.Array,
+def attend(q_btnh: jax.Array, k_bkhs: jax.Array, v_bksh: jax.Array,
            mask_bts: jax.Array) -> jax.Array:
   """Grouped-query softmax attention; query head n uses KV head n // g. Returns [B, T, N, H].
 
-  Keys/values are laid out [B, K, S, H] (a KV cache's layout), so the two batched matmuls
-  read them in place: batch dims (b, k) lead and the contraction is the last (QK^T) or
-  second-to-last (PV) axis; nothing transposes the cache.
+  Keys are laid out [B, K, H, S] and values [B, K, S, H] (the KV cache's layout), so both
+  products read them in place with the slot axis s where it is needed: minor for q.k
+  (vectorised along s), second-minor for p.v (vectorised along h). For a single query
+  (decoding) the products are written as multiply-and-reduce, which XLA fuses into one pass
+  over the cache; a [g, h] x [h, s] batched matmul per (b, k) is slower for such tiny g.
   """
   b, t, n, h = q_btnh.shape
-  k = k_bksh.shape[1]
-  q_bktgh = q_btnh.reshape(b, t, k, n // k, h).transpose(0, 2, 1, 3, 4)
-  q_bktgh = q_bktgh.reshape(b, k, t * (n // k), h)  # rows (t, g) share one KV head
-  scores = jnp.einsum("bkrh,bksh->bkrs", q_bktgh, k_bksh) * (h ** -0.5)
-  scores = scores.reshape(b, k, t, n // k, -1).astype(jnp.float32)
+  k = k_bkhs.shape[1]
+  g = n // k
+  q_bkrh = q_btnh.reshape(b, t, k, g, h).transpose(0, 2, 1, 3, 4).reshape(b, k, t * g, h)
+  q_bkrh = q_bkrh * jnp.asarray(h ** -0.5, q_bkrh.dtype)
+  if t == 1:
+    scores = jnp.sum(q_bkrh[..., None] * k_bkhs[:, :, None], axis=-2)
+  else:
+    scores = jnp.einsum("bkrh,bkhs->bkrs", q_bkrh, k_bkhs)
+  scores = scores.reshape(b, k, t, g, -1).astype(jnp.float32)
   # finfo.min instead of -inf: a padded query row with no visible key stays finite.
   scores = jnp.where(mask_bts[:, None, :, None, :], scores, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v_bksh.dtype)
-  out = jnp.einsum("bkrs,bksh->bkrh", probs.reshape(b, k, t * (n // k), -1), v_bksh)
-  return out.reshape(b, k, t, n // k, h).transpose(0, 2, 1, 3, 4).reshape(b, t, n, h)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v_bksh.dtype).reshape(b, k, t * g, -1)
+  if t == 1:
+    out = jnp.sum(probs[..., None] * v_bksh[:, :, None], axis=-2)
+  else:
+    out = jnp.einsum("bkrs,bksh->bkrh", probs, v_bksh)
+  return out.reshape(b, k, t, g, h).transpose(0, 2, 1, 3, 4).reshape(b, t, n, h)
 
 
 class LayerCache(NamedTuple):
-  """One layer's keys and values for S slots, [B, K, S, H] each."""
+  """One layer's keys [B, K, H, S] and values [B, K, S, H] for S slots."""
   k: jax.Array
   v: jax.Array
 
@@ -128,31 +137,51 @@ class Attention(nnx.Module):
     self.qkv_bias, self.o_bias = config.qkv_bias, config.o_bias
 
   def __call__(self, x_btd, pos_bt, inv_freq, mask_bts, cache: LayerCache | None = None,
-               slot=None):
+               slot=None, query_b=None):
     """Self-attention. Without a cache, keys are the T inputs and mask_bts is [B, T, T].
 
     With a cache of S slots, the T new keys/values are written at slots slot..slot+T-1 and the
-    queries attend over all S slots (mask_bts [B, T, S] hides unwritten and padded slots).
+    queries attend over all S slots of the cache (mask_bts [B, T, S] hides unwritten and
+    padded slots). Reading only the written slots through a static slice of the cache looks
+    cheaper but XLA:CPU then materialises the slice, a copy of the cache per step.
+    query_b (int [B], optional): compute the output for that one position per row only
+    (keys and values still come from all T inputs); y then has T = 1.
     Returns (y_btd, updated cache or None).
     """
-    q = jnp.einsum("btd,dnh->btnh", x_btd, self.q_dnh[...])
     k = jnp.einsum("btd,dkh->btkh", x_btd, self.k_dkh[...])
     v = jnp.einsum("btd,dkh->btkh", x_btd, self.v_dkh[...])
     if self.qkv_bias:
-      q, k, v = q + self.q_bias_nh[...], k + self.k_bias_kh[...], v + self.v_bias_kh[...]
-    q, k = apply_rope(q, pos_bt, inv_freq), apply_rope(k, pos_bt, inv_freq)
-    k_bkth, v_bkth = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+      k, v = k + self.k_bias_kh[...], v + self.v_bias_kh[...]
+    k = apply_rope(k, pos_bt, inv_freq)
+    t = x_btd.shape[1]
+    if query_b is not None:
+      x_btd, pos_bt, mask_bts = (_take_rows(a, query_b) for a in (x_btd, pos_bt, mask_bts))
+    q = jnp.einsum("btd,dnh->btnh", x_btd, self.q_dnh[...])
+    if self.qkv_bias:
+      q = q + self.q_bias_nh[...]
+    q = apply_rope(q, pos_bt, inv_freq)
+    k_bkht, v_bkth = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)
     if cache is not None:
-      # One dynamic_update_slice per step: XLA updates the (donated) cache buffer in place.
-      start = (0, 0, slot, 0)
-      cache = LayerCache(jax.lax.dynamic_update_slice(cache.k, k_bkth.astype(cache.k.dtype), start),
-                         jax.lax.dynamic_update_slice(cache.v, v_bkth.astype(cache.v.dtype), start))
-      k_bkth, v_bkth = cache.k, cache.v
-    out_btnh = attend(q, k_bkth, v_bkth, mask_bts)
+      # One dynamic_update_slice per step: XLA updates the loop-carried cache in place.
+      cache = LayerCache(
+          jax.lax.dynamic_update_slice(cache.k, k_bkht.astype(cache.k.dtype), (0, 0, 0, slot)),
+          jax.lax.dynamic_update_slice(cache.v, v_bkth.astype(cache.v.dtype), (0, 0, slot, 0)))
+      if isinstance(slot, int) and slot == 0:
+        # Prefill: slots >= T are not written yet, so the T fresh keys are all there is to see.
+        mask_bts = mask_bts[:, :, :t]
+      else:
+        k_bkht, v_bkth = cache.k, cache.v
+    out_btnh = attend(q, k_bkht, v_bkth, mask_bts)
     y = jnp.einsum("btnh,nhd->btd", out_btnh, self.o_nhd[...])
     if self.o_bias:
       y = y + self.o_bias_d[...]
     return y, cache
+
+
+def _take_rows(a_bt, index_b):
+  """a[b, index[b]] keeping a length-1 axis 1: [B, T, ...] -> [B, 1, ...]."""
+  index = index_b.reshape((-1,) + (1,) * (a_bt.ndim - 1))
+  return jnp.take_along_axis(a_bt, index, axis=1)
 
 
 class MLP(nnx.Module):
@@ -188,8 +217,10 @@ class Block(nnx.Module):
     self.post_attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, rngs)
     self.mlp = MLP(config, dtype, rngs)
 
-  def __call__(self, x_btd, pos_bt, inv_freq, mask_bts, cache=None, slot=None):
-    y, cache = self.attn(self.input_norm(x_btd), pos_bt, inv_freq, mask_bts, cache, slot)
+  def __call__(self, x_btd, pos_bt, inv_freq, mask_bts, cache=None, slot=None, query_b=None):
+    y, cache = self.attn(self.input_norm(x_btd), pos_bt, inv_freq, mask_bts, cache, slot, query_b)
+    if query_b is not None:
+      x_btd = _take_rows(x_btd, query_b)
     x_btd = x_btd + y
     x_btd = x_btd + self.mlp(self.post_attn_norm(x_btd))
     return x_btd, cache
@@ -248,18 +279,23 @@ class Decoder(nnx.Module):
   # ------------------------------------------------------------------ KV-cached forward
 
   def init_cache(self, batch: int, slots: int, dtype=None) -> tuple[LayerCache, ...]:
-    """Zeroed KV cache: per layer k, v of shape [B, K, S, H]."""
+    """Zeroed KV cache: per layer k [B, K, H, S] and v [B, K, S, H]."""
     c = self.config
-    shape = (batch, c.num_kv_heads, slots, c.resolved_head_dim)
+    k_shape = (batch, c.num_kv_heads, c.resolved_head_dim, slots)
+    v_shape = (batch, c.num_kv_heads, slots, c.resolved_head_dim)
     dtype = dtype or self.dtype
-    return tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+    return tuple(LayerCache(jnp.zeros(k_shape, dtype), jnp.zeros(v_shape, dtype))
                  for _ in range(c.num_layers))
 
-  def forward_cached(self, input_ids_bt, pos_bt, cache, slot, kv_mask_bs):
+  def forward_cached(self, input_ids_bt, pos_bt, cache, slot, kv_mask_bs, last_b=None):
     """Runs T new tokens written at cache slots slot..slot+T-1.
 
     pos_bt: their RoPE positions; kv_mask_bs [B, S]: slots holding real tokens (the new ones
-    included). Query t sees slot s iff kv_mask[b, s] and s <= slot + t.
+    included). Query t sees slot s iff kv_mask[b, s] and s <= slot + t. `slot` is an int or
+    a traced scalar; a static 0 (prefill) attends over the T new keys only.
+    last_b (int [B], optional): return hidden states at position last_b[b] only ([B, 1, D]);
+    the final layer then skips attention output and MLP for the other positions (a prefill
+    only needs its last token's output, and every position's keys and values).
     Returns (final hidden states [B, T, D], updated cache).
     """
     t, s = input_ids_bt.shape[1], kv_mask_bs.shape[1]
@@ -268,8 +304,9 @@ class Decoder(nnx.Module):
     x = self.embed_vd[...][input_ids_bt]
     inv_freq = rope_inv_freq(self.config)
     new_cache = []
-    for layer, layer_cache in zip(self.layers, cache):
-      x, layer_cache = layer(x, pos_bt, inv_freq, mask_bts, layer_cache, slot)
+    for i, (layer, layer_cache) in enumerate(zip(self.layers, cache)):
+      query_b = last_b if i == len(self.layers) - 1 else None
+      x, layer_cache = layer(x, pos_bt, inv_freq, mask_bts, layer_cache, slot, query_b)
       new_cache.append(layer_cache)
     return self.final_norm(x), tuple(new_cache)
 
