@@ -48,4 +48,31 @@ from purejax.reductions import (
 )
 from purejax.steps import separator_ids, step_end_mask, step_ids
 
+# Models, sampling, rewards and data: the rest of the public API.
+from purejax.data import Prompt, format_prompt, load_benchmark, load_train_prompts
+from purejax.models import (
+    Decoder,
+    DecoderConfig,
+    init_model,
+    load_config,
+    load_pretrained,
+    save_pretrained,
+    token_logprobs,
+)
+from purejax.rewards import (
+    SOURCE_TYPES,
+    ComposedRewards,
+    PRMScorer,
+    TokenBatch,
+    compose_rewards,
+    extract_answer,
+    prm_step_rewards,
+    register_source,
+    repetition_score,
+    reward_metrics,
+    verify,
+    verify_batch,
+)
+from purejax.sampling import SampleOutput, sample
+
 __version__ = "0.1.0"

@@ -103,6 +103,8 @@ def make_optimizer(config) -> optax.GradientTransformation:
 def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation):
     """Splits a policy into (graphdef, TrainState); the reference policy is a frozen copy."""
     graphdef, params = nnx.split(model, nnx.Param)
+    # Copies: the step donates its state, which must not delete the caller's model arrays.
+    params = jax.tree.map(jnp.copy, params)
     ref_params = jax.tree.map(jnp.copy, params)
     return graphdef, TrainState(params, ref_params, optimizer.init(params), jnp.zeros((), jnp.int32))
 

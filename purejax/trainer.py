@@ -212,7 +212,8 @@ class Trainer:
             self.state, meta = restored
             start = int(meta["step"])
             self.monitor.history = list(meta["monitor_history"])
-        writer = metrics_log.MetricsWriter(self.workdir, resume_step=start,
+        # A fresh start drops whatever an earlier attempt wrote before its first checkpoint.
+        writer = metrics_log.MetricsWriter(self.workdir, resume_step=start if restored else -1,
                                            tensorboard=bool(c.logging.tensorboard),
                                            wandb_project=c.logging.wandb_project or None, config=c.to_dict())
         total = int(c.total_steps)

@@ -83,13 +83,20 @@ def register_source(name: str, *, kind: str, level: str, params: Mapping[str, An
 # ---------------------------------------------------------------- built-in sources
 
 @register_source("prm", kind="jax", level="step")
-def _prm(tokens: TokenBatch, prm: PRMScorer | None):
-    """PURE's PRM: r = p(+) - p(-) on every step end (PURE_SPEC §2)."""
+def _prm(tokens: TokenBatch, prm):
+    """PURE's PRM: r = p(+) - p(-) on every step end (PURE_SPEC §2).
+
+    `prm` is a PRMScorer (a token classifier), or any object with
+    `step_rewards(tokens: TokenBatch) -> float[B, T]`.
+    """
     if prm is None:
         raise ValueError("compose_rewards: the config has a 'prm' reward source but no `prm` "
                          "was passed; pass prm=PRMScorer(logits_fn, step_token_id).")
     if tokens is None:
         raise ValueError("compose_rewards: the 'prm' source needs `tokens` (a TokenBatch).")
+    if hasattr(prm, "step_rewards"):
+        # Any other step scorer, e.g. the arithmetic task's scripted PRM (purejax.tasks).
+        return prm.step_rewards(tokens)
     return prm_step_rewards(prm.logits_fn, tokens.prompt_ids, tokens.prompt_mask,
                             tokens.response_ids, tokens.response_mask, tokens.step_end,
                             prm.step_token_id)

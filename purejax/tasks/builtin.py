@@ -1,0 +1,76 @@
+"""`builtin:` paths: the arithmetic miniature as a training task, with no downloads.
+
+    config.policy.path = "builtin:arith"       the cached SFT warm start (configs/arith_sft.py)
+    config.policy.path = "builtin:arith_random"  the same model class, random weights (smoke tests)
+    config.prm.path    = "builtin:scripted"    the scripted PRM with the paper's weaknesses
+    config.data.train_path = "builtin:arith"   training problems (every one has its answer)
+    config.data.eval_paths = ("builtin:arith",)  held-out problems
+
+Which prompts the verifiable reward sees is the reward config's business
+(`fraction`), so the same data serves PRM-only, VR-only and PRM+VR runs, and
+the monitors can report true accuracy on every rollout.
+"""
+from __future__ import annotations
+
+import os
+
+import jax.numpy as jnp
+
+from purejax.data import Prompt
+from purejax.tasks import arith
+from purejax.tasks.scripted_prm import ScriptedPRM
+from purejax.tasks.tokenizer import build_tokenizer
+from purejax.tasks.warmstart import load_sft_config, model_config, warm_start
+
+TRAIN_PROBLEMS = 4096
+SFT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "configs", "arith_sft.py")
+
+
+class ScriptedStepRewards:
+    """Adapts ScriptedPRM to the `prm` reward source (`step_rewards(tokens)`)."""
+
+    def __init__(self, tokenizer, seed: int = 0):
+        self.prm = ScriptedPRM(tokenizer, seed=seed)
+
+    def step_rewards(self, tokens):
+        return self.prm(tokens.response_ids, tokens.response_mask, tokens.step_end)
+
+
+def _prompts(split: str, n: int, seed: int, spec: arith.ArithSpec) -> list[Prompt]:
+    return [Prompt(f"arith/{split}/{i}", p.question, p.truth)
+            for i, p in enumerate(arith.make_problems(split, n, seed=seed, spec=spec))]
+
+
+def build_task(config, show_progress: bool = True):
+    from transformers import AutoTokenizer
+
+    from purejax.models import load_pretrained
+    from purejax.trainer import Task
+
+    policies = ("builtin:arith", "builtin:arith_random")
+    for field, value, allowed in (("policy.path", config.policy.path, policies),
+                                  ("data.train_path", config.data.train_path, ("builtin:arith",))):
+        if value not in allowed:
+            raise ValueError(f"config.{field}={value!r}: a builtin run needs one of {allowed}.")
+    sft_config = load_sft_config(SFT_CONFIG)
+    spec = arith.ArithSpec(**dict(sft_config.task))
+    dtype = jnp.dtype(config.policy.dtype)
+    if config.policy.path == "builtin:arith":
+        start = warm_start(sft_config, progress=show_progress)
+        policy = load_pretrained(start.path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(start.path)
+    else:
+        from purejax.models import init_model
+        tokenizer = build_tokenizer(sft_config.tokenizer.vocab_size, sft_config.tokenizer.problems,
+                                    seed=sft_config.seed, spec=spec)
+        policy = init_model(model_config(sft_config, tokenizer), seed=int(config.seed), dtype=dtype)
+    prm = None
+    if any(spec_.type == "prm" for spec_ in config.rewards.values()):
+        if config.prm.path != "builtin:scripted":
+            raise ValueError(f"config.prm.path={config.prm.path!r}: the builtin task's PRM is "
+                             "'builtin:scripted'.")
+        prm = ScriptedStepRewards(tokenizer, seed=int(config.seed))
+    train = _prompts("train", TRAIN_PROBLEMS, seed=int(config.seed), spec=spec)
+    heldout = _prompts("heldout", int(config.eval.num_prompts) or 256, seed=0, spec=spec)
+    return Task(policy, tokenizer, train, heldout, prm)

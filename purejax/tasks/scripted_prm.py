@@ -1,0 +1,209 @@
+"""A scripted process reward model with the weaknesses PURE documents, for controlled studies.
+
+It scores every step of a response to the arithmetic task in [-1, 1], the scale
+of a learned PRM's 2 p(+) - 1 (PURE_SPEC §2), from the oracle's step label
+(`purejax.tasks.arith.label_step`):
+
+    step                                              default score
+    correct "a op b = c"                              +0.8   (correct)
+    wrong or malformed arithmetic                     -0.8   (wrong)
+    filler "thinking" (prose without work)            +0.9   (filler)       weakness 1
+    boxed answer equal to the last computed value     +0.8   (correct)
+    boxed answer differing from it                    -0.8   (wrong)
+    boxed answer with no computation before it        +0.9   (unchecked)    weakness 2
+    empty first step                                  +0.9   (unchecked)    weakness 2
+    empty later step                                   0.0   (empty)
+
+plus noise uniform in [-noise, noise] (default 0.1), clipped to [-1, 1].
+
+Weaknesses, each a behaviour the paper observed in its learned PRM:
+
+1. Filler is over-rated, above real work (PURE_SPEC §8.1): the PRM likes
+   plan-like "thinking" steps. Under sum-form credit every extra filler step
+   adds ~0.9 to the return, so the policy can raise its return by writing
+   filler instead of solving: the collapse of sum-form PRM training.
+2. A response with no work is rated high (PURE_SPEC §8.2): a causal PRM scores
+   an answer-only or empty first step without context, and it rates them high.
+   Min-form credit removes weakness 1's incentive but not this one: a one-step
+   "The answer is \\boxed{7}." has min-form value ~0.9 > 0.8, PURE-PRM's late
+   hack. A verifiable reward on a share of prompts anchors against it (§8.3).
+
+The scores are fixed by this table, never tuned to force a result. Like a
+learned PRM, the model is a deterministic function of its input: the noise is
+a hash of (seed, the response text through the step), so the same prefix
+always gets the same score and resampling cannot average it away. The PRM
+checks arithmetic and consistency with the previous result, never whether a
+step is the one the question asks for (it does not see the question).
+
+Step ends come from the token ids, exactly as `purejax.steps.step_end_mask`
+marks them (separator tokens and the last valid token). The k-th step is the
+text of the tokens after the (k-1)-th step end up to and including the k-th,
+decoded, with the trailing separator removed; its score lands on the k-th
+step-end position. This equals `text.split("\\n\\n")` whenever every "\\n\\n"
+of the text ends a token; a sampled policy may also write "\\n\\n" as two "\\n"
+tokens, which is not a step end, and the token view is the one credit
+assignment uses, so it is the one scored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Sequence
+
+import numpy as np
+
+from purejax.rewards.sources import hash_uniform
+from purejax.tasks import arith
+
+_NOISE_SALT = zlib.crc32(b"scripted_prm/noise")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptedPRMScores:
+    """The score of each kind of step (see the module docstring)."""
+    correct: float = 0.8
+    wrong: float = -0.8
+    filler: float = 0.9      # weakness 1 (PURE_SPEC §8.1)
+    unchecked: float = 0.9   # weakness 2 (PURE_SPEC §8.2)
+    empty: float = 0.0
+    noise: float = 0.1       # half-width of the uniform noise
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
+                raise ValueError(f"ScriptedPRMScores.{field.name} must be a number in [-1, 1], "
+                                 f"got {value!r}.")
+        if self.noise < 0:
+            raise ValueError(f"ScriptedPRMScores.noise must be >= 0, got {self.noise}.")
+
+
+def clean_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMScores()
+                 ) -> np.ndarray:
+    """float32[n]: the noiseless score of each step of one response (the table above)."""
+    out = np.zeros(len(steps), np.float32)
+    last_value = None  # result of the latest equation-like step
+    for k, step in enumerate(steps):
+        label = arith.label_step(step)
+        if label == "correct":
+            out[k] = scores.correct
+        elif label == "wrong":
+            out[k] = scores.wrong
+        elif label == "filler":
+            out[k] = scores.filler
+        elif label == "empty":
+            out[k] = scores.unchecked if k == 0 else scores.empty
+        else:  # answer
+            if last_value is None:
+                out[k] = scores.unchecked
+            else:
+                out[k] = scores.correct if arith.boxed_integer(step) == last_value else scores.wrong
+        parsed = arith.parse_equation(step)
+        if parsed is not None:
+            last_value = parsed[3]
+    return out
+
+
+def step_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMScores(),
+                seed: int = 0) -> np.ndarray:
+    """float32[n] in [-1, 1]: noisy scores of the steps of one response.
+
+    The noise of step k is a function of (seed, steps[0..k]) only.
+    """
+    clean = clean_scores(steps, scores)
+    if scores.noise == 0 or not len(steps):
+        return clean
+    prefix_keys = [zlib.crc32(arith.SEPARATOR.join(steps[:k + 1]).encode())
+                   for k in range(len(steps))]
+    u = hash_uniform(seed, _NOISE_SALT, np.asarray(prefix_keys, np.int64))
+    return np.clip(clean + scores.noise * (2.0 * u - 1.0), -1.0, 1.0).astype(np.float32)
+
+
+def score_text(text: str, scores: ScriptedPRMScores = ScriptedPRMScores(), seed: int = 0
+               ) -> np.ndarray:
+    """Scores of the steps of a decoded response, split with `arith.split_steps`."""
+    return step_scores(arith.split_steps(text), scores, seed)
+
+
+class ScriptedPRM:
+    """Host-side scripted PRM: response tokens in, float32[B, T] step rewards out.
+
+        prm = ScriptedPRM(tokenizer)
+        r_bt = prm(response_ids, response_mask)    # scores on step ends, 0 elsewhere
+
+    Args:
+      tokenizer: the policy's HF tokenizer (decodes step segments).
+      scores: the score table.
+      seed: noise seed.
+      separator: the step separator; step-end tokens are `purejax.steps.separator_ids`.
+    """
+
+    def __init__(self, tokenizer, scores: ScriptedPRMScores = ScriptedPRMScores(),
+                 seed: int = 0, separator: str = arith.SEPARATOR):
+        from purejax.steps import separator_ids
+        self.tokenizer = tokenizer
+        self.scores = scores
+        self.seed = int(seed)
+        self.separator = separator
+        self.separator_ids = separator_ids(tokenizer, separator)
+
+    def step_ends(self, response_ids, response_mask) -> np.ndarray:
+        """bool[B, T]: `purejax.steps.step_end_mask` over the rows."""
+        from purejax.rewards.sources import step_end_mask_bt
+        return np.asarray(step_end_mask_bt(np.asarray(response_ids), np.asarray(response_mask),
+                                           self.separator_ids))
+
+    def step_texts(self, response_ids, response_mask, step_end=None) -> list[list[str]]:
+        """The text of every step of every row, in step-end order (see module docstring)."""
+        ids = np.asarray(response_ids)
+        mask = np.asarray(response_mask).astype(bool)
+        _check_shapes(ids, mask)
+        ends = self.step_ends(ids, mask) if step_end is None else np.asarray(step_end, bool)
+        if ends.shape != ids.shape:
+            raise ValueError(f"ScriptedPRM: step_end must have the shape of response_ids "
+                             f"{ids.shape}, got {ends.shape}.")
+        segments, counts = [], []
+        for b in range(ids.shape[0]):
+            end_positions = np.flatnonzero(ends[b] & mask[b])
+            start = 0
+            for end in end_positions:
+                segments.append(ids[b, start:end + 1][mask[b, start:end + 1]].tolist())
+                start = end + 1
+            counts.append(len(end_positions))
+        # One batched decode for the whole batch.
+        texts = self.tokenizer.batch_decode(segments, skip_special_tokens=True,
+                                            clean_up_tokenization_spaces=False)
+        texts = [t[:-len(self.separator)] if t.endswith(self.separator) else t for t in texts]
+        out, i = [], 0
+        for n in counts:
+            out.append(texts[i:i + n])
+            i += n
+        return out
+
+    def __call__(self, response_ids, response_mask, step_end=None) -> np.ndarray:
+        """float32[B, T]: the k-th step's score on the row's k-th step end, 0 elsewhere.
+
+        Args:
+          response_ids: int[B, T] right-padded response tokens.
+          response_mask: bool or 0/1 [B, T].
+          step_end: optional bool[B, T] step ends (computed from the ids if None).
+        """
+        ids = np.asarray(response_ids)
+        mask = np.asarray(response_mask).astype(bool)
+        _check_shapes(ids, mask)
+        ends = self.step_ends(ids, mask) if step_end is None else np.asarray(step_end, bool)
+        texts = self.step_texts(ids, mask, ends)
+        r_bt = np.zeros(ids.shape, np.float32)
+        for b, steps in enumerate(texts):
+            r_bt[b, np.flatnonzero(ends[b] & mask[b])] = step_scores(steps, self.scores,
+                                                                     self.seed)
+        return r_bt
+
+
+def _check_shapes(ids: np.ndarray, mask: np.ndarray) -> None:
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"ScriptedPRM: response_ids must be an integer array [batch, width], got "
+                         f"dtype {ids.dtype} shape {ids.shape}.")
+    if mask.shape != ids.shape:
+        raise ValueError(f"ScriptedPRM: response_mask must have the shape of response_ids "
+                         f"{ids.shape}, got {mask.shape}.")

@@ -1,0 +1,90 @@
+"""The host loop end to end on configs/smoke.py: outputs, exact resume, bad input."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from purejax import config as config_lib
+from purejax import trainer as trainer_lib
+from purejax.metrics_log import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "configs", "smoke.py")
+
+
+@pytest.fixture(scope="module")
+def smoke_config():
+    return config_lib.load(SMOKE)
+
+
+@pytest.fixture(scope="module")
+def task(smoke_config):
+    return trainer_lib.build_task(smoke_config)
+
+
+def _run(config, task, workdir, stop_after=None):
+    trainer = trainer_lib.Trainer(config, task, str(workdir), show_progress=False)
+    trainer.run(stop_after=stop_after)
+    return trainer
+
+
+def _without_timings(records):
+    return [{k: v for k, v in r.items() if "/time/" not in k} for r in records]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(smoke_config, task, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    return workdir, _run(smoke_config, task, workdir)
+
+
+def test_outputs(uninterrupted):
+    workdir, _ = uninterrupted
+    records = read_metrics(str(workdir / "metrics.jsonl"))
+    assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
+    assert "eval/accuracy" in records[0] and "eval/accuracy" in records[2] and "eval/accuracy" in records[4]
+    assert "eval/accuracy" not in records[1]
+    for key in ("train/loss", "train/kl_reward", "train/rollout/vr_accuracy", "train/rollout/process_reward_sum",
+                "train/rollout/prm_vr_agreement", "train/rollout/length_correct", "train/rollout/truncation_ratio",
+                "train/rollout/steps_mean", "train/rollout/frac_0_step", "train/rollout/frac_1_step",
+                "train/rollout/repetition", "train/entropy", "train/clip_fraction", "train/return_mean",
+                "train/advantage_std", "train/alarm/prm_up_vr_down", "train/reward/prm/mean",
+                "train/reward/vr/mean"):
+        assert key in records[1], key
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
+    samples = (workdir / "samples" / "step_000002.jsonl").read_text().splitlines()
+    assert json.loads(samples[0]).keys() == {"prompt", "response", "rewards"}
+
+
+@pytest.mark.parametrize("interruptions", [(1,), (2,), (3,), (1, 2)])
+def test_resume_equals_uninterrupted(smoke_config, task, uninterrupted, tmp_path, interruptions):
+    """Killed after any step (before or after a checkpoint), then re-run: same records, same params."""
+    reference_dir, reference = uninterrupted
+    done = 0
+    for stop_after in interruptions:
+        trainer = _run(smoke_config, task, tmp_path, stop_after=stop_after - done)
+        done = stop_after
+    resumed = _run(smoke_config, task, tmp_path)
+    assert _without_timings(read_metrics(str(tmp_path / "metrics.jsonl"))) == \
+        _without_timings(read_metrics(str(reference_dir / "metrics.jsonl")))
+    for a, b in zip(jax.tree.leaves(resumed.state.params), jax.tree.leaves(reference.state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cli_refuses_a_bad_config_before_compiling(tmp_path, capsys):
+    from experiments import train
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--config", SMOKE, "--workdir", str(tmp_path), "--config.advantage.temprature=0.1"])
+    message = str(exit_info.value)
+    assert "advantage.temprature" in message and "temperature" in message
+    assert not os.listdir(tmp_path)
+
+
+def test_missing_checkpoint_path_says_what_to_do(smoke_config):
+    config = smoke_config.copy_and_resolve_references()
+    with config.unlocked():
+        config.policy.path = "/nonexistent/qwen"
+    with pytest.raises(FileNotFoundError, match="Download the policy checkpoint"):
+        trainer_lib.build_task(config)
