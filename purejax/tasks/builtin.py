@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import jax.numpy as jnp
+import numpy as np
 
 from purejax.data import Prompt
 from purejax.tasks import arith
@@ -28,13 +29,22 @@ SFT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.pat
 
 
 class ScriptedStepRewards:
-    """Adapts ScriptedPRM to the `prm` reward source (`step_rewards(tokens)`)."""
+    """Adapts ScriptedPRM to the `prm` reward source (`step_rewards(tokens)`).
 
-    def __init__(self, tokenizer, seed: int = 0):
+    Like a learned PRM it reads the prompt: each row's problem is found from its
+    decoded question, so steps are judged in the context of the question asked.
+    """
+
+    def __init__(self, tokenizer, problems: list[arith.Problem], seed: int = 0):
         self.prm = ScriptedPRM(tokenizer, seed=seed)
+        self.tokenizer = tokenizer
+        self.by_prompt = {p.prompt: p for p in problems}
 
     def step_rewards(self, tokens):
-        return self.prm(tokens.response_ids, tokens.response_mask, tokens.step_end)
+        ids = np.where(np.asarray(tokens.prompt_mask, bool), np.asarray(tokens.prompt_ids), -1)
+        prompts = self.tokenizer.batch_decode([row[row >= 0] for row in ids], skip_special_tokens=True)
+        problems = [self.by_prompt.get(p) for p in prompts]
+        return self.prm(tokens.response_ids, tokens.response_mask, tokens.step_end, problems)
 
 
 def _prompts(split: str, n: int, seed: int, spec: arith.ArithSpec) -> list[Prompt]:
@@ -65,12 +75,13 @@ def build_task(config, show_progress: bool = True):
         tokenizer = build_tokenizer(sft_config.tokenizer.vocab_size, sft_config.tokenizer.problems,
                                     seed=sft_config.seed, spec=spec)
         policy = init_model(model_config(sft_config, tokenizer), seed=int(config.seed), dtype=dtype)
+    train_problems = arith.make_problems("train", TRAIN_PROBLEMS, seed=int(config.seed), spec=spec)
     prm = None
-    if any(spec_.type == "prm" for spec_ in config.rewards.values()):
+    if any(source.type == "prm" for source in config.rewards.values()):
         if config.prm.path != "builtin:scripted":
             raise ValueError(f"config.prm.path={config.prm.path!r}: the builtin task's PRM is "
                              "'builtin:scripted'.")
-        prm = ScriptedStepRewards(tokenizer, seed=int(config.seed))
-    train = _prompts("train", TRAIN_PROBLEMS, seed=int(config.seed), spec=spec)
+        prm = ScriptedStepRewards(tokenizer, train_problems, seed=int(config.seed))
+    train = [Prompt(f"arith/train/{i}", p.question, p.truth) for i, p in enumerate(train_problems)]
     heldout = _prompts("heldout", int(config.eval.num_prompts) or 256, seed=0, spec=spec)
     return Task(policy, tokenizer, train, heldout, prm)

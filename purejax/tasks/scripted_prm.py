@@ -28,12 +28,19 @@ Weaknesses, each a behaviour the paper observed in its learned PRM:
    "The answer is \\boxed{7}." has min-form value ~0.9 > 0.8, PURE-PRM's late
    hack. A verifiable reward on a share of prompts anchors against it (§8.3).
 
+Shown the problem (`problems=`, as the training loop does: a learned PRM
+reads the prompt), "correct" also requires the equation to be the problem's
+next operation on the running value, and a boxed answer to complete the
+problem. Without the problem the PRM cannot tell a finished solution from one
+that stops after its first correct line, so min-form credit learns to stop
+early: a weakness of a question-blind scorer, not one the paper documents.
+
 The scores are fixed by this table, never tuned to force a result. Like a
 learned PRM, the model is a deterministic function of its input: the noise is
 a hash of (seed, the response text through the step), so the same prefix
 always gets the same score and resampling cannot average it away. The PRM
 checks arithmetic and consistency with the previous result, never whether a
-step is the one the question asks for (it does not see the question).
+step is the one the question asks for unless it is given the problem.
 
 Step ends come from the token ids, exactly as `purejax.steps.step_end_mask`
 marks them (separator tokens and the last valid token). The k-th step is the
@@ -78,13 +85,24 @@ class ScriptedPRMScores:
             raise ValueError(f"ScriptedPRMScores.noise must be >= 0, got {self.noise}.")
 
 
-def clean_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMScores()
-                 ) -> np.ndarray:
-    """float32[n]: the noiseless score of each step of one response (the table above)."""
+def clean_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMScores(),
+                 problem: arith.Problem | None = None) -> np.ndarray:
+    """float32[n]: the noiseless score of each step of one response (the table above).
+
+    With `problem` (the question the PRM is shown, as a learned PRM sees the
+    prompt), an equation is correct only if it is also the problem's next
+    operation on the running value, and an answer only if it completes the
+    problem; without it, steps are judged on their own arithmetic.
+    """
     out = np.zeros(len(steps), np.float32)
     last_value = None  # result of the latest equation-like step
+    done_ops = 0  # operations of `problem` carried out, in order
     for k, step in enumerate(steps):
         label = arith.label_step(step)
+        if problem is not None:
+            label = _in_context(label, step, problem, done_ops, last_value)
+            if label == "correct" and arith.parse_equation(step) is not None:
+                done_ops += 1
         if label == "correct":
             out[k] = scores.correct
         elif label == "wrong":
@@ -96,6 +114,9 @@ def clean_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMSc
         else:  # answer
             if last_value is None:
                 out[k] = scores.unchecked
+            elif problem is not None:
+                complete = done_ops == len(problem.ops) and arith.boxed_integer(step) == problem.answer
+                out[k] = scores.correct if complete else scores.wrong
             else:
                 out[k] = scores.correct if arith.boxed_integer(step) == last_value else scores.wrong
         parsed = arith.parse_equation(step)
@@ -104,13 +125,23 @@ def clean_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMSc
     return out
 
 
+def _in_context(label: str, step: str, problem: arith.Problem, done_ops: int, last_value) -> str:
+    """An arithmetically correct equation that is not the problem's next operation is wrong."""
+    if label != "correct":
+        return label
+    a, op, b, _ = arith.parse_equation(step)
+    current = problem.start if done_ops == 0 else last_value
+    expected = problem.ops[done_ops] if done_ops < len(problem.ops) else None
+    return "correct" if expected == (op, b) and a == current else "wrong"
+
+
 def step_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMScores(),
-                seed: int = 0) -> np.ndarray:
+                seed: int = 0, problem: arith.Problem | None = None) -> np.ndarray:
     """float32[n] in [-1, 1]: noisy scores of the steps of one response.
 
     The noise of step k is a function of (seed, steps[0..k]) only.
     """
-    clean = clean_scores(steps, scores)
+    clean = clean_scores(steps, scores, problem)
     if scores.noise == 0 or not len(steps):
         return clean
     prefix_keys = [zlib.crc32(arith.SEPARATOR.join(steps[:k + 1]).encode())
@@ -180,13 +211,14 @@ class ScriptedPRM:
             i += n
         return out
 
-    def __call__(self, response_ids, response_mask, step_end=None) -> np.ndarray:
+    def __call__(self, response_ids, response_mask, step_end=None, problems=None) -> np.ndarray:
         """float32[B, T]: the k-th step's score on the row's k-th step end, 0 elsewhere.
 
         Args:
           response_ids: int[B, T] right-padded response tokens.
           response_mask: bool or 0/1 [B, T].
           step_end: optional bool[B, T] step ends (computed from the ids if None).
+          problems: optional B problems the responses answer (see `clean_scores`).
         """
         ids = np.asarray(response_ids)
         mask = np.asarray(response_mask).astype(bool)
@@ -195,8 +227,9 @@ class ScriptedPRM:
         texts = self.step_texts(ids, mask, ends)
         r_bt = np.zeros(ids.shape, np.float32)
         for b, steps in enumerate(texts):
+            problem = None if problems is None else problems[b]
             r_bt[b, np.flatnonzero(ends[b] & mask[b])] = step_scores(steps, self.scores,
-                                                                     self.seed)
+                                                                     self.seed, problem)
         return r_bt
 
 
