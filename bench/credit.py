@@ -8,6 +8,7 @@ same run: no function here can beat reading its inputs once, so the ratio says
 how close to the floor it gets. For context it also times torch's cummin (what
 verl's min-form uses) when torch is installed. The last line is one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,9 @@ def make_batch(batch: int, width: int, seed: int = 0):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--width", type=int, default=8192)
     parser.add_argument("--group-size", type=int, default=8)
@@ -58,10 +61,12 @@ def main():
         "min_form_returns": jax.jit(jax.vmap(pj.min_form_returns)),
         "soft_min_returns": jax.jit(jax.vmap(pj.soft_min_returns, (0, 0, 0, None)), static_argnums=3),
         "sum_form_returns": jax.jit(jax.vmap(pj.sum_form_returns)),
-        "advantages(min, token_mean, whiten)": lambda r, e, m: pj.pure_advantages(
-            r, e, m, args.group_size, pj.AdvantageConfig(credit="min")).advantages,
-        "advantages(soft_min, token_mean, whiten)": lambda r, e, m: pj.pure_advantages(
-            r, e, m, args.group_size, pj.AdvantageConfig(credit="soft_min")).advantages,
+        "advantages(min, token_mean, whiten)": lambda r, e, m: (
+            pj.pure_advantages(r, e, m, args.group_size, pj.AdvantageConfig(credit="min")).advantages
+        ),
+        "advantages(soft_min, token_mean, whiten)": lambda r, e, m: (
+            pj.pure_advantages(r, e, m, args.group_size, pj.AdvantageConfig(credit="soft_min")).advantages
+        ),
     }
     extra_args = {"soft_min_returns": (0.1,)}
 
@@ -73,6 +78,7 @@ def main():
 
     try:
         import torch
+
         torch.set_num_threads(os.cpu_count() or 1)
         r_torch, e_torch, m_torch = (torch.from_numpy(np.asarray(x)) for x in (r_bt, e_bt, m_bt))
 
@@ -90,15 +96,18 @@ def main():
     except ImportError:
         pass
 
-    print(f"B={args.batch} T={args.width} (~2% step ends, ragged), {jax.devices()[0].platform}, "
-          f"{os.cpu_count()} cores; median of {args.repeats}")
+    print(
+        f"B={args.batch} T={args.width} (~2% step ends, ragged), {jax.devices()[0].platform}, "
+        f"{os.cpu_count()} cores; median of {args.repeats}"
+    )
     print(f"{'path':44s} {'ms':>9s} {'x floor':>8s} {'GB/s':>7s}")
     for name, seconds in rows:
         print(f"{name:44s} {seconds * 1e3:9.2f} {seconds / floor_s:8.2f} {gbytes / seconds:7.1f}")
     result = {"batch": args.batch, "width": args.width, "floor_ms": floor_s * 1e3}
     for name, seconds in rows[1:]:
         key = name.split("(")[0].replace("reference: ", "ref_").replace(" ", "_") + (
-            "_" + name.split("(")[1].split(",")[0] if "(" in name else "")
+            "_" + name.split("(")[1].split(",")[0] if "(" in name else ""
+        )
         result[f"{key}_ms"] = round(seconds * 1e3, 3)
         result[f"{key}_x_floor"] = round(seconds / floor_s, 2)
     print(json.dumps(result))

@@ -9,6 +9,7 @@ FLOPs are counted from the model's matmuls: per token 2 x (matmul parameters)
 + attention, for 2 forward passes (old and reference log-probs) plus
 epochs x (forward + backward = 3 forward-equivalents). Last line: one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ def matmul_peak(n=2048, repeats=5) -> float:
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
     _, seconds = _timed(lambda: f(a), repeats)
-    return 2 * n ** 3 / seconds
+    return 2 * n**3 / seconds
 
 
 def forward_flops_per_token(c: DecoderConfig, context: int) -> float:
@@ -54,7 +55,9 @@ def forward_flops_per_token(c: DecoderConfig, context: int) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--d-model", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=32768)
@@ -64,8 +67,16 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=128)
     args = parser.parse_args()
     d = args.d_model
-    cfg = DecoderConfig(vocab_size=args.vocab, hidden_size=d, intermediate_size=4 * d, num_layers=args.layers,
-                        num_heads=d // 64, num_kv_heads=max(d // 128, 1), qkv_bias=True, model_type="qwen2")
+    cfg = DecoderConfig(
+        vocab_size=args.vocab,
+        hidden_size=d,
+        intermediate_size=4 * d,
+        num_layers=args.layers,
+        num_heads=d // 64,
+        num_kv_heads=max(d // 128, 1),
+        qkv_bias=True,
+        model_type="qwen2",
+    )
     policy = init_model(cfg, seed=0)
     prm = init_model(DecoderConfig(**{**cfg.__dict__, "head": "classifier"}), seed=1)
     b, p, t = args.prompts * args.samples, args.prompt_len, args.new_tokens
@@ -73,8 +84,9 @@ def main():
     prompt_ids = jnp.asarray(rng.integers(1, args.vocab, (b, p)), jnp.int32)
     prompt_mask = jnp.ones((b, p), bool)
 
-    out, sample_s = _timed(lambda: sample(policy, prompt_ids, prompt_mask, t, jax.random.PRNGKey(0),
-                                          temperature=1.0))
+    out, sample_s = _timed(
+        lambda: sample(policy, prompt_ids, prompt_mask, t, jax.random.PRNGKey(0), temperature=1.0)
+    )
     separator = jnp.asarray(rng.choice(args.vocab, 400, replace=False), jnp.int32)  # ~1% step ends
     prm_fn = jax.jit(lambda ids, mask: prm(ids, mask))
 
@@ -85,12 +97,26 @@ def main():
 
     (ends, rewards), score_s = _timed(lambda: score(out.tokens, out.mask))
 
-    config = ml_collections.ConfigDict(dict(
-        total_steps=10, rollout=dict(samples_per_prompt=args.samples),
-        advantage=dict(credit="min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=True),
-        optim=dict(lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0),
-        ppo=dict(clip_eps_low=0.2, clip_eps_high=0.2, dual_clip=0.0, epochs=1, minibatches=1, kl_beta=1e-3,
-                 kl_estimator="k3", kl_in="reward", loss_agg="token-mean", ratio_guard=0.0)))
+    config = ml_collections.ConfigDict(
+        dict(
+            total_steps=10,
+            rollout=dict(samples_per_prompt=args.samples),
+            advantage=dict(credit="min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=True),
+            optim=dict(lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0),
+            ppo=dict(
+                clip_eps_low=0.2,
+                clip_eps_high=0.2,
+                dual_clip=0.0,
+                epochs=1,
+                minibatches=1,
+                kl_beta=1e-3,
+                kl_estimator="k3",
+                kl_in="reward",
+                loss_agg="token-mean",
+                ratio_guard=0.0,
+            ),
+        )
+    )
     optimizer = ts.make_optimizer(config)
     graphdef, state = ts.init_train_state(policy, optimizer)
     update = ts.make_train_step(config, graphdef, optimizer)
@@ -110,16 +136,29 @@ def main():
     update_flops = b * (p + t) * forward_flops_per_token(cfg, (p + t) // 2) * (2 + 3 * config.ppo.epochs)
     achieved = update_flops / update_s
     rows = [("sampling", sample_s), ("scoring (PRM forward + step ends)", score_s), ("update", update_s)]
-    print(f"d_model={d} layers={args.layers} vocab={args.vocab} batch={b} prompt={p} new={t}; "
-          f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
+    print(
+        f"d_model={d} layers={args.layers} vocab={args.vocab} batch={b} prompt={p} new={t}; "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s)"
+    )
     print(f"{'phase':36s} {'s':>8s} {'tokens/s':>10s}")
     for name, seconds in rows:
         print(f"{name:36s} {seconds:8.3f} {tokens / seconds:10.0f}")
-    print(f"update: {achieved / 1e9:.1f} GFLOP/s vs matmul peak {peak / 1e9:.1f} GFLOP/s "
-          f"= {100 * achieved / peak:.0f}% of peak")
-    print(json.dumps({"sampling_tokens_per_s": tokens / sample_s, "scoring_tokens_per_s": tokens / score_s,
-                      "update_tokens_per_s": tokens / update_s, "update_gflops": achieved / 1e9,
-                      "matmul_peak_gflops": peak / 1e9, "update_fraction_of_peak": achieved / peak}))
+    print(
+        f"update: {achieved / 1e9:.1f} GFLOP/s vs matmul peak {peak / 1e9:.1f} GFLOP/s "
+        f"= {100 * achieved / peak:.0f}% of peak"
+    )
+    print(
+        json.dumps(
+            {
+                "sampling_tokens_per_s": tokens / sample_s,
+                "scoring_tokens_per_s": tokens / score_s,
+                "update_tokens_per_s": tokens / update_s,
+                "update_gflops": achieved / 1e9,
+                "matmul_peak_gflops": peak / 1e9,
+                "update_fraction_of_peak": achieved / peak,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Gold parses are cached per process, so repeats after the first are
 the steady state of a training run (each truth is compared with K samples).
 The last line is a JSON object.
 """
+
 import argparse
 import json
 import os
@@ -27,7 +28,7 @@ MATH500 = "/work/shared/data/math/math500.jsonl"
 def _perturb(gold):
     number = re.search(r"\d+", gold)
     if number:
-        return gold[:number.start()] + str(int(number.group()) + 1) + gold[number.end():]
+        return gold[: number.start()] + str(int(number.group()) + 1) + gold[number.end() :]
     return "(%s)+1" % gold
 
 
@@ -37,8 +38,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     golds = [json.loads(line)["answer"] for line in open(MATH500)]
-    texts = ["Step 1.\n\nSo the answer is $\\boxed{%s}$." % (g if i % 2 == 0 else _perturb(g))
-             for i, g in enumerate(golds)]
+    texts = [
+        "Step 1.\n\nSo the answer is $\\boxed{%s}$." % (g if i % 2 == 0 else _perturb(g))
+        for i, g in enumerate(golds)
+    ]
     n = len(texts)
 
     def timed(fn):
@@ -63,14 +66,24 @@ def main():
     print(f"{'mode':<10}{'answers/s (best)':>18}{'first pass s':>14}")
     print(f"{'single':<10}{single:>18.1f}{single_times[0]:>14.2f}")
     print(f"{'pool x' + str(args.workers):<10}{pooled:>18.1f}{pool_times[0]:>14.2f}")
-    print(f"pool start-up {startup_s:.2f} s; correct {int(pool_scores.sum())}/{n} "
-          f"(expected {(n + 1) // 2}); cpus {os.cpu_count()}")
-    print(json.dumps({"bench": "verifier", "answers": n, "workers": args.workers,
-                      "single_answers_per_s": round(single, 1),
-                      "pool_answers_per_s": round(pooled, 1),
-                      "pool_over_single": round(pooled / single, 2),
-                      "pool_startup_s": round(startup_s, 2),
-                      "correct": int(pool_scores.sum())}))
+    print(
+        f"pool start-up {startup_s:.2f} s; correct {int(pool_scores.sum())}/{n} "
+        f"(expected {(n + 1) // 2}); cpus {os.cpu_count()}"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "verifier",
+                "answers": n,
+                "workers": args.workers,
+                "single_answers_per_s": round(single, 1),
+                "pool_answers_per_s": round(pooled, 1),
+                "pool_over_single": round(pooled / single, 2),
+                "pool_startup_s": round(startup_s, 2),
+                "correct": int(pool_scores.sum()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

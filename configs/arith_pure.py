@@ -8,6 +8,7 @@ verifiable reward (own RLOO baseline) on 10% of them, the paper's best recipe
 (cached), then runs RL. Expected on 2 CPU cores: see README (held-out greedy
 accuracy before -> after, and the wall time).
 """
+
 from configs import arith_common, common
 
 

@@ -28,24 +28,38 @@ and what the PRM's wrong-step scores can teach; 15% with 1-2 filler "thinking" s
 support, so a PRM that over-rates filler can be hacked by sum-form credit
 (PURE_SPEC §8.1) within a short RL run.
 """
+
 import ml_collections
 
 
 def get_config():
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.task = ml_collections.ConfigDict(dict(
-        min_ops=2, max_ops=4, max_start=12, max_operand=6, max_value=30, heldout_fraction=0.1))
+    c.task = ml_collections.ConfigDict(
+        dict(min_ops=2, max_ops=4, max_start=12, max_operand=6, max_value=30, heldout_fraction=0.1)
+    )
     c.tokenizer = ml_collections.ConfigDict(dict(vocab_size=192, problems=1000))
-    c.data = ml_collections.ConfigDict(dict(
-        problems=8000,
-        mix=ml_collections.ConfigDict(dict(correct=0.6, error=0.25, filler=0.15)),
-        max_len=128))
-    c.model = ml_collections.ConfigDict(dict(
-        hidden_size=64, intermediate_size=192, num_layers=2, num_heads=4, num_kv_heads=2,
-        rope_theta=10000.0, max_position_embeddings=256))
-    c.train = ml_collections.ConfigDict(dict(
-        steps=1000, batch_size=16, lr=3e-3, warmup_steps=30, weight_decay=0.01, grad_clip=1.0))
+    c.data = ml_collections.ConfigDict(
+        dict(
+            problems=8000,
+            mix=ml_collections.ConfigDict(dict(correct=0.6, error=0.25, filler=0.15)),
+            max_len=128,
+        )
+    )
+    c.model = ml_collections.ConfigDict(
+        dict(
+            hidden_size=64,
+            intermediate_size=192,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            rope_theta=10000.0,
+            max_position_embeddings=256,
+        )
+    )
+    c.train = ml_collections.ConfigDict(
+        dict(steps=1000, batch_size=16, lr=3e-3, warmup_steps=30, weight_decay=0.01, grad_clip=1.0)
+    )
     c.eval = ml_collections.ConfigDict(dict(problems=256, max_new_tokens=64, batch_size=128))
     c.cache_dir = ""  # "" -> $PUREJAX_CACHE or ~/.cache/purejax
     c.lock()

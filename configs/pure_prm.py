@@ -7,6 +7,7 @@ samples, lr 5e-7). Expected (paper): VR-level accuracy in ~30% of the steps,
 then reward hacking around step ~270 (zero- or one-step answers the causal PRM
 rates highly), PURE_SPEC §8.2.
 """
+
 from configs import common
 
 

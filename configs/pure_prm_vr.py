@@ -8,6 +8,7 @@ own RLOO baseline as the paper describes. For the official code's variant
 (VR added on the last token, sharing the token baseline) pass
 `--config.rewards.vr.baseline=shared`.
 """
+
 from configs import common
 
 

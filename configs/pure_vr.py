@@ -7,6 +7,7 @@ training file only the 879 prompts that have an answer get a reward (the
 others contribute zero advantage); for the paper's full-VR run point
 `--config.data.train_path` at a file where every prompt has an answer.
 """
+
 from configs import common
 
 

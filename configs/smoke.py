@@ -6,6 +6,7 @@ Exercises every part of the loop (sampling, scripted PRM + verifier rewards,
 the PPO update, evaluation, metrics, samples, checkpoints, resume) at toy size.
 The policy is untrained, so the numbers mean nothing.
 """
+
 from configs import arith_common, common
 
 

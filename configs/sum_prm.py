@@ -7,6 +7,7 @@ the PRM within tens of steps (from ~step 25; average accuracy ~30 by step 80,
 below the base model) with plan-like steps that never solve the problem or long
 repetitive text. Identical to pure_prm.py except `advantage.credit = 'sum'`.
 """
+
 from configs import common
 
 

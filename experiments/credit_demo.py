@@ -9,6 +9,7 @@ value each response gets and its advantage under the `token_mean` baseline.
 Sum-form pays the filler response most: that is the hack. Writes a heatmap of
 per-token advantages to DIR/credit_demo.png. Runs in seconds on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,9 @@ def build_group(responses=RESPONSES):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="runs/credit_demo")
     args = parser.parse_args()
     r, ends, mask = build_group()
@@ -76,8 +79,10 @@ def main():
     print("Sum-form pays for piling up well-rated steps; the min-forms value a response by its worst step.")
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(len(MODES), 1, figsize=(10, 2.0 * len(MODES)), sharex=True)
     for ax, (mode, out) in zip(axes, results.items()):
         adv = np.where(np.asarray(mask), np.asarray(out.advantages), np.nan)

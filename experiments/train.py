@@ -6,6 +6,7 @@ Re-running the same command continues from the latest checkpoint in DIR.
 Writes DIR/metrics.jsonl (one JSON object per step), DIR/tensorboard,
 DIR/samples/ and DIR/checkpoints/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,9 @@ from purejax import config as config_lib
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
     parser.add_argument("--workdir", required=True, help="where metrics, samples and checkpoints go")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -24,7 +27,7 @@ def parse(argv):
     for item in rest:
         if not item.startswith("--config."):
             parser.error(f"unrecognised argument {item!r}; overrides look like --config.optim.lr=1e-6")
-        overrides.append(item[len("--"):])
+        overrides.append(item[len("--") :])
     return args, overrides
 
 
@@ -35,6 +38,7 @@ def main(argv=None):
     except config_lib.ConfigError as error:
         sys.exit(f"error: {error}")
     from purejax import trainer  # after validation: a bad config fails before JAX starts
+
     trainer.main(config, args.workdir, show_progress=not args.quiet)
 
 

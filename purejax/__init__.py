@@ -3,6 +3,7 @@
 The public, jittable maths is re-exported here; functions take one sequence
 ([T]) and are batched with `jax.vmap`, except the group baselines ([K, T]).
 """
+
 from purejax.advantages import (
     dr_grpo_advantages,
     gae_advantages,

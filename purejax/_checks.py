@@ -5,6 +5,7 @@ before anything compiles, with a message that names the function and the
 argument. Values that may be traced (a temperature swept with vmap) are only
 checked when they are concrete.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,9 +23,11 @@ def rank(fn: str, **arrays) -> None:
     """`rank("f", r_t=(x, 1))` asserts x has rank 1, naming `r_t` on failure."""
     for name, (x, expected) in arrays.items():
         chex.assert_rank(
-                x, expected,
-                custom_message=f"{fn}: argument `{name}` must have shape "
-                f"{_RANK_HINT.get(expected, f'of rank {expected}')}")
+            x,
+            expected,
+            custom_message=f"{fn}: argument `{name}` must have shape "
+            f"{_RANK_HINT.get(expected, f'of rank {expected}')}",
+        )
 
 
 def same_shape(fn: str, **arrays) -> None:
@@ -38,25 +41,29 @@ def same_shape(fn: str, **arrays) -> None:
 def floating(fn: str, **arrays) -> None:
     for name, x in arrays.items():
         if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
-            raise TypeError(f"{fn}: argument `{name}` must be a float array, got dtype "
-                                            f"{jnp.result_type(x)}. Cast it with .astype(jnp.float32).")
+            raise TypeError(
+                f"{fn}: argument `{name}` must be a float array, got dtype "
+                f"{jnp.result_type(x)}. Cast it with .astype(jnp.float32)."
+            )
 
 
 def integer(fn: str, **arrays) -> None:
     for name, x in arrays.items():
         if not jnp.issubdtype(jnp.result_type(x), jnp.integer):
-            raise TypeError(f"{fn}: argument `{name}` must be an integer array of token "
-                                            f"ids, got dtype {jnp.result_type(x)}.")
+            raise TypeError(
+                f"{fn}: argument `{name}` must be an integer array of token "
+                f"ids, got dtype {jnp.result_type(x)}."
+            )
 
 
 def mask(fn: str, **arrays) -> None:
     """Masks are bool or 0/1 numbers; anything else (complex, ...) is refused."""
     for name, x in arrays.items():
         dtype = jnp.result_type(x)
-        if not (dtype == jnp.bool_ or jnp.issubdtype(dtype, jnp.integer)
-                        or jnp.issubdtype(dtype, jnp.floating)):
-            raise TypeError(f"{fn}: argument `{name}` must be a bool or 0/1 mask, got "
-                                            f"dtype {dtype}.")
+        if not (
+            dtype == jnp.bool_ or jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
+        ):
+            raise TypeError(f"{fn}: argument `{name}` must be a bool or 0/1 mask, got dtype {dtype}.")
 
 
 def positive(fn: str, name: str, value) -> None:
@@ -73,6 +80,7 @@ def choice(fn: str, name: str, value: str, allowed: Iterable[str]) -> str:
     if value not in allowed:
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{fn}: unknown {name} {value!r}; allowed values are "
-                                          f"{', '.join(map(repr, allowed))}.{hint}")
+        raise ValueError(
+            f"{fn}: unknown {name} {value!r}; allowed values are {', '.join(map(repr, allowed))}.{hint}"
+        )
     return value

@@ -6,6 +6,7 @@ returns (`token_mean`), two on step rewards before the return is taken
 (`token_rate`, `step_mean`). Sequence-level estimators (RLOO, GRPO, Dr. GRPO)
 take one group's rewards [K]. GAE takes one sequence [T].
 """
+
 from __future__ import annotations
 
 import jax
@@ -100,8 +101,9 @@ def step_mean_rewards(r_kt, step_end_kt, mask_kt) -> jnp.ndarray:
     steps_k = jnp.sum(end_kt, axis=1).astype(r_kt.dtype)
     has_steps_k = (steps_k > 0).astype(r_kt.dtype)
     per_step_k = jnp.sum(jnp.where(end_kt, r_kt, 0.0), axis=1) / jnp.maximum(steps_k, 1.0)
-    baseline_k = (_leave_one_out_sum(per_step_k * has_steps_k)
-                  / jnp.maximum(_leave_one_out_sum(has_steps_k), 1.0))
+    baseline_k = _leave_one_out_sum(per_step_k * has_steps_k) / jnp.maximum(
+        _leave_one_out_sum(has_steps_k), 1.0
+    )
     return jnp.where(end_kt, r_kt - baseline_k[:, None], 0.0)
 
 
@@ -164,4 +166,3 @@ def gae_advantages(r_t, v_t, mask_t, discount=1.0, lambda_=0.95) -> tuple[jnp.nd
     delta_t = (r_t + discount * v_next_t - v_t) * m_t
     adv_t = credit.discounted_reverse_cumsum(delta_t, discount * lambda_) * m_t
     return adv_t, (adv_t + v_t) * m_t
-

@@ -28,6 +28,7 @@ closest valid key is suggested), missing key, wrong type, unknown reward source
 type and out-of-range value. `load(...)` imports a config, applies overrides,
 validates and locks.
 """
+
 from __future__ import annotations
 
 import ast
@@ -66,45 +67,65 @@ def defaults() -> ml_collections.ConfigDict:
     """Every field with its default (PURE_SPEC §7), rewards empty. Unlocked."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.total_steps = 500          # Qwen2.5-Math runs; 1000 for Qwen2.5-7B
+    c.total_steps = 500  # Qwen2.5-Math runs; 1000 for Qwen2.5-7B
     c.checkpoint_every = 50
     c.eval_every = 50
 
     c.policy = ml_collections.ConfigDict(dict(path="", dtype="bfloat16"))
     # The PRM was trained with "\n" after each step; step ends are replaced by it.
     c.prm = ml_collections.ConfigDict(dict(path="", step_token="\n", dtype="bfloat16"))
-    c.data = ml_collections.ConfigDict(dict(
-        train_path=os.path.join(DATA_DIR, TRAIN_FILE),
-        eval_names=BENCHMARKS,
-        eval_paths=tuple(os.path.join(DATA_DIR, f"{name}.jsonl") for name in BENCHMARKS),
-        prompt_template=DEFAULT_PROMPT_TEMPLATE,
-        step_separator="\n\n",
-    ))
-    c.rollout = ml_collections.ConfigDict(dict(
-        prompts_per_step=64, samples_per_prompt=8,
-        max_prompt_len=1024, max_new_tokens=7168,   # verl yaml: 1024 + 7168 = 8192
-        temperature=1.0, top_p=1.0, top_k=0,        # top_k 0: off
-    ))
+    c.data = ml_collections.ConfigDict(
+        dict(
+            train_path=os.path.join(DATA_DIR, TRAIN_FILE),
+            eval_names=BENCHMARKS,
+            eval_paths=tuple(os.path.join(DATA_DIR, f"{name}.jsonl") for name in BENCHMARKS),
+            prompt_template=DEFAULT_PROMPT_TEMPLATE,
+            step_separator="\n\n",
+        )
+    )
+    c.rollout = ml_collections.ConfigDict(
+        dict(
+            prompts_per_step=64,
+            samples_per_prompt=8,
+            max_prompt_len=1024,
+            max_new_tokens=7168,  # verl yaml: 1024 + 7168 = 8192
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,  # top_k 0: off
+        )
+    )
     c.rewards = ml_collections.ConfigDict()
-    c.advantage = ml_collections.ConfigDict(dict(
-        credit="soft_min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=True))
-    c.optim = ml_collections.ConfigDict(dict(
-        lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0))
-    c.ppo = ml_collections.ConfigDict(dict(
-        clip_eps_low=0.2, clip_eps_high=0.2,
-        dual_clip=0.0,            # 0: off; else the dual-clip constant c > 1 (e.g. 3.0)
-        epochs=1, minibatches=1,  # one gradient step per rollout
-        kl_beta=1e-3, kl_estimator="k3", kl_in="reward",
-        loss_agg="token-mean",
-        ratio_guard=0.0,          # 0: off; OpenRLHF zeroes the loss when mean ratio > 10.0
-    ))
+    c.advantage = ml_collections.ConfigDict(
+        dict(credit="soft_min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=True)
+    )
+    c.optim = ml_collections.ConfigDict(
+        dict(lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0)
+    )
+    c.ppo = ml_collections.ConfigDict(
+        dict(
+            clip_eps_low=0.2,
+            clip_eps_high=0.2,
+            dual_clip=0.0,  # 0: off; else the dual-clip constant c > 1 (e.g. 3.0)
+            epochs=1,
+            minibatches=1,  # one gradient step per rollout
+            kl_beta=1e-3,
+            kl_estimator="k3",
+            kl_in="reward",
+            loss_agg="token-mean",
+            ratio_guard=0.0,  # 0: off; OpenRLHF zeroes the loss when mean ratio > 10.0
+        )
+    )
     # Greedy pass@1 on the held-out prompts, every eval_every steps and at both ends.
-    c.eval = ml_collections.ConfigDict(dict(
-        num_prompts=0,            # 0: all of data.eval_paths
-        batch_size=64, max_new_tokens=3000))  # the paper's evaluation limit
-    c.logging = ml_collections.ConfigDict(dict(
-        keep_checkpoints=3, sample_every=10, tensorboard=True,
-        wandb_project=""))        # "": off; W&B logs only when installed and named here
+    c.eval = ml_collections.ConfigDict(
+        dict(
+            num_prompts=0,  # 0: all of data.eval_paths
+            batch_size=64,
+            max_new_tokens=3000,
+        )
+    )  # the paper's evaluation limit
+    c.logging = ml_collections.ConfigDict(
+        dict(keep_checkpoints=3, sample_every=10, tensorboard=True, wandb_project="")
+    )  # "": off; W&B logs only when installed and named here
     # Reward-hacking alarms (purejax.monitors.HackingMonitor); early_stop acts on them.
     c.monitor = ml_collections.ConfigDict(dict(early_stop=False))
     return c
@@ -117,11 +138,14 @@ def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A0
     level and baseline 'shared'; type params default to the registry's values.
     """
     if type not in SOURCE_TYPES:
-        _fail("rewards.<name>.type", f"unknown reward source type {type!r}",
-              allowed=sorted(SOURCE_TYPES), got=type)
+        _fail(
+            "rewards.<name>.type",
+            f"unknown reward source type {type!r}",
+            allowed=sorted(SOURCE_TYPES),
+            got=type,
+        )
     source = SOURCE_TYPES[type]
-    entry = dict(type=type, weight=1.0, applies_to="all", fraction=1.0, level=source.level,
-                 baseline="shared")
+    entry = dict(type=type, weight=1.0, applies_to="all", fraction=1.0, level=source.level, baseline="shared")
     entry.update(source.params)
     for key in values:
         if key not in entry:
@@ -131,6 +155,7 @@ def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A0
 
 
 # ---------------------------------------------------------------- checks
+
 
 def _fail(path: str, problem: str, allowed=None, got: Any = None):
     message = f"config.{path}: {problem}"
@@ -149,6 +174,7 @@ def _choice(*allowed) -> Callable:
     def check(path, value):
         if value not in allowed:
             _fail(path, f"got {value!r}", allowed=allowed, got=value)
+
     return check
 
 
@@ -156,13 +182,15 @@ def _range(low=None, high=None, low_open=False, high_open=False, zero_ok=False) 
     def check(path, value):
         if zero_ok and value == 0:
             return
-        bad = ((low is not None and (value < low or (low_open and value == low)))
-               or (high is not None and (value > high or (high_open and value == high))))
+        bad = (low is not None and (value < low or (low_open and value == low))) or (
+            high is not None and (value > high or (high_open and value == high))
+        )
         if bad:
             lo = "-inf" if low is None else f"{low}"
             hi = "inf" if high is None else f"{high}"
             interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
             _fail(path, f"must be in {interval}{' or 0 (off)' if zero_ok else ''}, got {value!r}")
+
     return check
 
 
@@ -171,23 +199,42 @@ _non_negative = _range(0)
 _unit = _range(0, 1)
 
 _CHECKS: dict[str, Callable] = {
-    "total_steps": _positive, "checkpoint_every": _positive, "eval_every": _positive,
-    "policy.dtype": _choice(*DTYPES), "prm.dtype": _choice(*DTYPES),
-    "rollout.prompts_per_step": _positive, "rollout.samples_per_prompt": _positive,
-    "rollout.max_prompt_len": _positive, "rollout.max_new_tokens": _positive,
-    "rollout.temperature": _positive, "rollout.top_p": _range(0, 1, low_open=True),
+    "total_steps": _positive,
+    "checkpoint_every": _positive,
+    "eval_every": _positive,
+    "policy.dtype": _choice(*DTYPES),
+    "prm.dtype": _choice(*DTYPES),
+    "rollout.prompts_per_step": _positive,
+    "rollout.samples_per_prompt": _positive,
+    "rollout.max_prompt_len": _positive,
+    "rollout.max_new_tokens": _positive,
+    "rollout.temperature": _positive,
+    "rollout.top_p": _range(0, 1, low_open=True),
     "rollout.top_k": _non_negative,
-    "advantage.credit": _choice(*CREDIT_MODES), "advantage.temperature": _positive,
-    "advantage.discount": _range(0, 1, low_open=True), "advantage.baseline": _choice(*BASELINES),
-    "optim.lr": _positive, "optim.weight_decay": _non_negative, "optim.grad_clip": _non_negative,
-    "optim.schedule": _choice(*SCHEDULES), "optim.warmup_steps": _non_negative,
-    "ppo.clip_eps_low": _range(0, 1, high_open=True), "ppo.clip_eps_high": _range(0, None),
+    "advantage.credit": _choice(*CREDIT_MODES),
+    "advantage.temperature": _positive,
+    "advantage.discount": _range(0, 1, low_open=True),
+    "advantage.baseline": _choice(*BASELINES),
+    "optim.lr": _positive,
+    "optim.weight_decay": _non_negative,
+    "optim.grad_clip": _non_negative,
+    "optim.schedule": _choice(*SCHEDULES),
+    "optim.warmup_steps": _non_negative,
+    "ppo.clip_eps_low": _range(0, 1, high_open=True),
+    "ppo.clip_eps_high": _range(0, None),
     "ppo.dual_clip": _range(1, None, low_open=True, zero_ok=True),
-    "ppo.epochs": _positive, "ppo.minibatches": _positive, "ppo.kl_beta": _non_negative,
-    "ppo.kl_estimator": _choice(*KL_ESTIMATORS), "ppo.kl_in": _choice(*KL_IN),
-    "ppo.loss_agg": _choice(*LOSS_AGGREGATIONS), "ppo.ratio_guard": _non_negative,
-    "eval.num_prompts": _non_negative, "eval.batch_size": _positive, "eval.max_new_tokens": _positive,
-    "logging.keep_checkpoints": _positive, "logging.sample_every": _positive,
+    "ppo.epochs": _positive,
+    "ppo.minibatches": _positive,
+    "ppo.kl_beta": _non_negative,
+    "ppo.kl_estimator": _choice(*KL_ESTIMATORS),
+    "ppo.kl_in": _choice(*KL_IN),
+    "ppo.loss_agg": _choice(*LOSS_AGGREGATIONS),
+    "ppo.ratio_guard": _non_negative,
+    "eval.num_prompts": _non_negative,
+    "eval.batch_size": _positive,
+    "eval.max_new_tokens": _positive,
+    "logging.keep_checkpoints": _positive,
+    "logging.sample_every": _positive,
 }
 
 
@@ -220,8 +267,10 @@ def _check_keys(path: str, actual: Mapping, expected: Sequence[str]) -> None:
             _fail(f"{path}{key}", "unknown key", allowed=expected, got=key)
     for key in expected:
         if key not in actual:
-            _fail(f"{path}{key}", "missing key (build configs from purejax.config.defaults() "
-                                  "and reward_source())")
+            _fail(
+                f"{path}{key}",
+                "missing key (build configs from purejax.config.defaults() and reward_source())",
+            )
 
 
 def validate(config) -> None:
@@ -256,8 +305,10 @@ def _validate_rewards(rewards) -> None:
         _fail("rewards", f"must be a section of reward sources, got {_type_name(rewards)}")
     entries = _items(rewards)
     if not entries:
-        _fail("rewards", "no reward source configured; add e.g. "
-                         "config.rewards.prm = purejax.config.reward_source('prm')")
+        _fail(
+            "rewards",
+            "no reward source configured; add e.g. config.rewards.prm = purejax.config.reward_source('prm')",
+        )
     for name, entry in entries.items():
         base = f"rewards.{name}"
         if not hasattr(entry, "items"):
@@ -265,8 +316,9 @@ def _validate_rewards(rewards) -> None:
         entry = _items(entry)
         kind = entry.get("type")
         if kind not in SOURCE_TYPES:
-            _fail(f"{base}.type", f"unknown reward source type {kind!r}",
-                  allowed=sorted(SOURCE_TYPES), got=kind)
+            _fail(
+                f"{base}.type", f"unknown reward source type {kind!r}", allowed=sorted(SOURCE_TYPES), got=kind
+            )
         source = SOURCE_TYPES[kind]
         expected = dict(type="", weight=1.0, applies_to="", fraction=1.0, level="", baseline="")
         expected.update(source.params)
@@ -279,11 +331,19 @@ def _validate_rewards(rewards) -> None:
         _choice(source.level)(f"{base}.level", entry["level"])
         _choice(*REWARD_BASELINES)(f"{base}.baseline", entry["baseline"])
         if source.level == "step" and entry["baseline"] != "shared":
-            _fail(f"{base}.baseline", "step-level sources share the credit-assignment baseline",
-                  allowed=["shared"], got=entry["baseline"])
+            _fail(
+                f"{base}.baseline",
+                "step-level sources share the credit-assignment baseline",
+                allowed=["shared"],
+                got=entry["baseline"],
+            )
         if kind == "verifiable" and entry["applies_to"] != "with_answer":
-            _fail(f"{base}.applies_to", "the verifier needs a ground truth",
-                  allowed=["with_answer"], got=entry["applies_to"])
+            _fail(
+                f"{base}.applies_to",
+                "the verifier needs a ground truth",
+                allowed=["with_answer"],
+                got=entry["applies_to"],
+            )
         if source.check is not None:
             problem = source.check({k: entry[k] for k in source.params})
             if problem is not None:
@@ -293,16 +353,18 @@ def _validate_rewards(rewards) -> None:
             inner_params = _items(entry["inner_params"])
             for key, value in inner_params.items():
                 if key not in inner.params:
-                    _fail(f"{base}.inner_params.{key}", "unknown key",
-                          allowed=list(inner.params), got=key)
+                    _fail(f"{base}.inner_params.{key}", "unknown key", allowed=list(inner.params), got=key)
                 _check_type(f"{base}.inner_params.{key}", value, inner.params[key])
 
 
 def _validate_cross(values) -> None:
     data = _items(values["data"])
     if len(data["eval_names"]) != len(data["eval_paths"]):
-        _fail("data.eval_paths", f"has {len(data['eval_paths'])} entries but data.eval_names has "
-                                 f"{len(data['eval_names'])}; give one path per name")
+        _fail(
+            "data.eval_paths",
+            f"has {len(data['eval_paths'])} entries but data.eval_names has "
+            f"{len(data['eval_names'])}; give one path per name",
+        )
     if "{question}" not in data["prompt_template"]:
         _fail("data.prompt_template", "must contain the placeholder {question}")
     if not values["prm"]["step_token"]:
@@ -311,12 +373,14 @@ def _validate_cross(values) -> None:
 
 # ---------------------------------------------------------------- loading
 
+
 def _import_config_module(source) -> types.ModuleType:
     if isinstance(source, types.ModuleType):
         return source
     if not isinstance(source, str):
-        raise ConfigError(f"load: expected a config file path, module name or module, got "
-                          f"{type(source).__name__}.")
+        raise ConfigError(
+            f"load: expected a config file path, module name or module, got {type(source).__name__}."
+        )
     if source.endswith(".py") or os.path.sep in source:
         path = os.path.abspath(source)
         if not os.path.isfile(path):
@@ -339,7 +403,7 @@ def _parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     if key.startswith("config."):
-        key = key[len("config."):]
+        key = key[len("config.") :]
     try:
         value = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
@@ -353,8 +417,12 @@ def apply_override(config: ml_collections.ConfigDict, key: str, value: Any) -> N
     for i, part in enumerate(parts):
         fields = list(_items(node))
         if part not in fields:
-            _fail(".".join(parts[:i + 1]), "unknown key (overrides may only set existing fields)",
-                  allowed=fields, got=part)
+            _fail(
+                ".".join(parts[: i + 1]),
+                "unknown key (overrides may only set existing fields)",
+                allowed=fields,
+                got=part,
+            )
         if i < len(parts) - 1:
             node = node[part]
     current = node[parts[-1]]
@@ -369,8 +437,7 @@ def apply_override(config: ml_collections.ConfigDict, key: str, value: Any) -> N
         _fail(key, f"must be a {_type_name(current)}, got {_type_name(value)} {value!r}")
 
 
-def load(source, overrides: Mapping[str, Any] | Sequence[str] | None = None
-         ) -> ml_collections.ConfigDict:
+def load(source, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> ml_collections.ConfigDict:
     """Imports a config (file path, module name or module with `get_config()`),
     applies overrides ({'rewards.vr.weight': 2} or ['rewards.vr.weight=2']),
     validates it and returns it locked."""
@@ -379,11 +446,13 @@ def load(source, overrides: Mapping[str, Any] | Sequence[str] | None = None
         raise ConfigError(f"load: {getattr(module, '__file__', module)} has no get_config().")
     config = module.get_config()
     if not isinstance(config, ml_collections.ConfigDict):
-        raise ConfigError(f"load: get_config() must return an ml_collections.ConfigDict, got "
-                          f"{type(config).__name__}.")
+        raise ConfigError(
+            f"load: get_config() must return an ml_collections.ConfigDict, got {type(config).__name__}."
+        )
     if overrides:
-        pairs = (overrides.items() if isinstance(overrides, Mapping)
-                 else [_parse_override(o) for o in overrides])
+        pairs = (
+            overrides.items() if isinstance(overrides, Mapping) else [_parse_override(o) for o in overrides]
+        )
         for key, value in pairs:
             apply_override(config, key, value)
     validate(config)

@@ -14,6 +14,7 @@ all of shape [T]. Batch with `jax.vmap`. Returns are 0 wherever `mask_t` is 0.
 Reference: Cheng et al., "Stop Summation: Min-Form Credit Assignment Is All
 Process Reward Model Needs for Reasoning", arXiv 2504.15275, Eqs. 2-3.
 """
+
 from __future__ import annotations
 
 import jax
@@ -39,6 +40,7 @@ def discounted_reverse_cumsum(x_t, discount_t) -> jnp.ndarray:
     A parallel (associative) scan over the affine maps y -> x + g y, so the
     depth is O(log T) rather than a T-step sequential loop.
     """
+
     def compose(later, earlier):
         # Scanning in reverse, `later` holds maps nearer the end of the sequence.
         g_later, x_later = later
@@ -54,6 +56,7 @@ def _reverse_cummin_scan(x_t):
     def body(running_min, x):
         running_min = jnp.minimum(running_min, x)
         return running_min, running_min
+
     return jax.lax.scan(body, jnp.array(jnp.inf, x_t.dtype), x_t, reverse=True)[1]
 
 
@@ -65,7 +68,8 @@ def reverse_cummin(x_t) -> jnp.ndarray:
     lowering is chosen per platform.
     """
     return jax.lax.platform_dependent(
-        x_t, cpu=_reverse_cummin_scan, default=lambda x: jax.lax.cummin(x, reverse=True))
+        x_t, cpu=_reverse_cummin_scan, default=lambda x: jax.lax.cummin(x, reverse=True)
+    )
 
 
 def sum_form_returns(r_t, mask_t, discount=1.0) -> jnp.ndarray:

@@ -6,6 +6,7 @@ answer None when the prompt has no ground truth. The training file also holds
 training reward, so `Prompt` has no field for it and it can only be read through
 `load_reference_answers`, which returns a separate mapping.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,8 @@ BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
 # The Qwen2.5-Math chat template PURE trains and evaluates with.
 DEFAULT_PROMPT_TEMPLATE = (
     "<|im_start|>system\nPlease reason step by step, and put your final answer within "
-    "\\boxed{{}}.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+    "\\boxed{{}}.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+)
 
 
 class DataError(ValueError):
@@ -30,6 +32,7 @@ class DataError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Prompt:
     """One prompt. `answer` is the ground truth the reward may use, or None."""
+
     id: str
     question: str
     answer: str | None
@@ -52,8 +55,9 @@ def _read(path: str) -> list[dict]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{path}: record {len(rows)} (line {line_no + 1}) is not "
-                                    f"valid JSON: {e.msg}.") from None
+                    raise DataError(
+                        f"{path}: record {len(rows)} (line {line_no + 1}) is not valid JSON: {e.msg}."
+                    ) from None
         else:
             try:
                 rows = json.load(f)
@@ -71,10 +75,11 @@ def _field(path: str, i: int, row: dict, name: str, types=(str,), allow_empty=Fa
     if name not in row:
         raise DataError(f"{path}: record {i} has no field {name!r} (fields: {sorted(row)}).")
     value = row[name]
-    if not isinstance(value, types) or (isinstance(value, str) and not value.strip()
-                                        and not allow_empty):
-        raise DataError(f"{path}: record {i} field {name!r} must be a non-empty "
-                        f"{'/'.join(t.__name__ for t in types)}, got {value!r:.60}.")
+    if not isinstance(value, types) or (isinstance(value, str) and not value.strip() and not allow_empty):
+        raise DataError(
+            f"{path}: record {i} field {name!r} must be a non-empty "
+            f"{'/'.join(t.__name__ for t in types)}, got {value!r:.60}."
+        )
     return value
 
 
@@ -104,13 +109,15 @@ def load_reference_answers(path: str | None = None) -> dict[str, str | None]:
     pass these to a training reward: that would turn PRM-only runs into VR runs.
     """
     path = path or os.path.join(DATA_DIR, TRAIN_FILE)
-    return {f"train/{i}": _answer_or_none(_field(path, i, row, "ref_answer",
-                                                                allow_empty=True))
-            for i, row in enumerate(_read(path))}
+    return {
+        f"train/{i}": _answer_or_none(_field(path, i, row, "ref_answer", allow_empty=True))
+        for i, row in enumerate(_read(path))
+    }
 
 
 def _minerva_answer(path, i, row) -> str:
     from purejax.rewards.answers import extract_answer
+
     solution = _field(path, i, row, "solution")
     answer = extract_answer(solution)
     if answer is None:
@@ -128,8 +135,10 @@ def _number_answer(path, i, row) -> str:
 def _olympiad_answer(path, i, row) -> str:
     answers = _field(path, i, row, "final_answer", (list,))
     if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
-        raise DataError(f"{path}: record {i} field 'final_answer' must be a non-empty list of "
-                        f"strings, got {answers!r:.60}.")
+        raise DataError(
+            f"{path}: record {i} field 'final_answer' must be a non-empty list of "
+            f"strings, got {answers!r:.60}."
+        )
     return ", ".join(a.strip().strip("$").strip() for a in answers)
 
 
@@ -152,9 +161,12 @@ def load_benchmark(name: str, path: str | None = None) -> list[Prompt]:
     """
     if name not in _BENCHMARK_FORMATS:
         import difflib
+
         close = difflib.get_close_matches(name, BENCHMARKS, n=1)
-        raise DataError(f"load_benchmark: unknown benchmark {name!r}; allowed values are "
-                        f"{', '.join(BENCHMARKS)}." + (f" Did you mean {close[0]!r}?" if close else ""))
+        raise DataError(
+            f"load_benchmark: unknown benchmark {name!r}; allowed values are "
+            f"{', '.join(BENCHMARKS)}." + (f" Did you mean {close[0]!r}?" if close else "")
+        )
     path = path or os.path.join(DATA_DIR, f"{name}.jsonl")
     question_field, id_field, get_answer = _BENCHMARK_FORMATS[name]
     prompts = []

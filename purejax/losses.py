@@ -3,6 +3,7 @@
 Each function maps [T] (or [T, V] logits) to an unreduced [T]; reduce with
 `purejax.reductions.aggregate_loss`. None of them calls a model.
 """
+
 from __future__ import annotations
 
 import jax
@@ -17,8 +18,14 @@ def _check_pair(fn: str, **arrays) -> None:
     _checks.same_shape(fn, **arrays)
 
 
-def clipped_surrogate_loss(logp_t, old_logp_t, adv_t, epsilon_low: float = 0.2,
-                           epsilon_high: float = 0.2, dual_clip: float | None = None) -> jnp.ndarray:
+def clipped_surrogate_loss(
+    logp_t,
+    old_logp_t,
+    adv_t,
+    epsilon_low: float = 0.2,
+    epsilon_high: float = 0.2,
+    dual_clip: float | None = None,
+) -> jnp.ndarray:
     """PPO's clipped surrogate, per token (Schulman et al. 2017; asymmetric clip as DAPO).
 
         rho_t = exp(logp_t - old_logp_t)
@@ -48,8 +55,9 @@ def clipped_surrogate_loss(logp_t, old_logp_t, adv_t, epsilon_low: float = 0.2,
     return loss_t
 
 
-def ratio_clipped(logp_t, old_logp_t, adv_t, epsilon_low: float = 0.2,
-                  epsilon_high: float = 0.2) -> jnp.ndarray:
+def ratio_clipped(
+    logp_t, old_logp_t, adv_t, epsilon_low: float = 0.2, epsilon_high: float = 0.2
+) -> jnp.ndarray:
     """bool[T]: where the clip is active in `clipped_surrogate_loss` (for the clip fraction)."""
     ratio_t = jnp.exp(logp_t - old_logp_t)
     return ((adv_t > 0) & (ratio_t > 1.0 + epsilon_high)) | ((adv_t < 0) & (ratio_t < 1.0 - epsilon_low))
@@ -67,7 +75,9 @@ def kl_k2(logp_t, ref_logp_t) -> jnp.ndarray:
     return 0.5 * jnp.square(logp_t - ref_logp_t)
 
 
-def kl_k3(logp_t, ref_logp_t, clamp: float | None = 10.0, log_ratio_clamp: float | None = 20.0) -> jnp.ndarray:
+def kl_k3(
+    logp_t, ref_logp_t, clamp: float | None = 10.0, log_ratio_clamp: float | None = 20.0
+) -> jnp.ndarray:
     """k3 = exp(d) - d - 1, d = log pi_ref - log pi: unbiased, low variance, >= 0.
 
     verl's "low_var_kl" (Schulman, "Approximating KL divergence"): d is clamped to

@@ -5,6 +5,7 @@ a reader would choke on; on resume, records after the restored step (written
 after the last checkpoint by the interrupted run) and any torn tail are
 dropped, so the resumed file equals the file of an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,14 @@ def read_metrics(path: str) -> list[dict]:
 class MetricsWriter:
     """Appends `{"step": s, ...}` records; only process 0 should create one."""
 
-    def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True,
-                 wandb_project: str | None = None, config: Mapping | None = None):
+    def __init__(
+        self,
+        workdir: str,
+        resume_step: int = 0,
+        tensorboard: bool = True,
+        wandb_project: str | None = None,
+        config: Mapping | None = None,
+    ):
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, "metrics.jsonl")
         kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
@@ -54,6 +61,7 @@ class MetricsWriter:
         self._tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
+
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
         self._wandb = None
         if wandb_project:

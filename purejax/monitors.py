@@ -11,6 +11,7 @@ of the rollouts before accuracy on a benchmark moves:
 `rollout_stats` computes the statistics of one step; `HackingMonitor` compares
 them with the start of training and raises named alarms.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,16 @@ def _mean(x) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
-def rollout_stats(*, response_mask, step_end, truncated, process_reward_sum, prm_min,
-                  vr_correct, texts: Sequence[str] | None = None) -> dict[str, float]:
+def rollout_stats(
+    *,
+    response_mask,
+    step_end,
+    truncated,
+    process_reward_sum,
+    prm_min,
+    vr_correct,
+    texts: Sequence[str] | None = None,
+) -> dict[str, float]:
     """Statistics of one batch of B rollouts (host side, numpy).
 
     Args:
@@ -63,8 +72,9 @@ def rollout_stats(*, response_mask, step_end, truncated, process_reward_sum, prm
         "rollout/vr_accuracy": _mean(vr[has_truth] > 0.5) if has_truth.any() else float("nan"),
         "rollout/vr_count": float(has_truth.sum()),
         # "match" in the paper: the PRM's verdict agrees with the verifier.
-        "rollout/prm_vr_agreement": (_mean(prm_says_correct[has_truth] == (vr[has_truth] > 0.5))
-                                     if has_truth.any() else float("nan")),
+        "rollout/prm_vr_agreement": (
+            _mean(prm_says_correct[has_truth] == (vr[has_truth] > 0.5)) if has_truth.any() else float("nan")
+        ),
     }
     if texts is not None:
         stats["rollout/repetition"] = _mean([repetition_score(t) for t in texts])
@@ -82,6 +92,7 @@ class HackingMonitor:
       one_step_collapse: > `one_step_frac` of answers have 0 or 1 step;
       repetition: mean repetition score above `repetition` (PURE_SPEC §8: 0.2).
     """
+
     window: int = 5
     baseline_steps: int = 3
     reward_rise: float = 0.1
@@ -94,16 +105,22 @@ class HackingMonitor:
     def update(self, stats: dict[str, float]) -> dict[str, float]:
         """Adds one step's `rollout_stats`; returns `alarm/...` metrics (1.0 = raised)."""
         self.history.append(stats)
-        base = self.history[:self.baseline_steps]
-        recent = self.history[-self.window:]
+        base = self.history[: self.baseline_steps]
+        recent = self.history[-self.window :]
         mean = lambda rows, key: float(np.nanmean([r.get(key, np.nan) for r in rows])) if rows else np.nan
-        alarms = dict.fromkeys(("prm_up_vr_down", "steps_explode", "length_explode", "one_step_collapse",
-                                "repetition"), 0.0)
+        alarms = dict.fromkeys(
+            ("prm_up_vr_down", "steps_explode", "length_explode", "one_step_collapse", "repetition"), 0.0
+        )
         if len(self.history) > self.baseline_steps:
             reward_up = mean(recent, "rollout/process_reward_sum") - mean(base, "rollout/process_reward_sum")
             accuracy_down = mean(base, "rollout/vr_accuracy") - mean(recent, "rollout/vr_accuracy")
-            alarms["prm_up_vr_down"] = float(reward_up > self.reward_rise and accuracy_down > self.accuracy_drop)
-            for key, name in (("rollout/steps_mean", "steps_explode"), ("rollout/length_mean", "length_explode")):
+            alarms["prm_up_vr_down"] = float(
+                reward_up > self.reward_rise and accuracy_down > self.accuracy_drop
+            )
+            for key, name in (
+                ("rollout/steps_mean", "steps_explode"),
+                ("rollout/length_mean", "length_explode"),
+            ):
                 alarms[name] = float(mean(recent, key) > self.growth * max(mean(base, key), 1.0))
         one_step = stats.get("rollout/frac_0_step", 0.0) + stats.get("rollout/frac_1_step", 0.0)
         alarms["one_step_collapse"] = float(one_step > self.one_step_frac)

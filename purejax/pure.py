@@ -7,6 +7,7 @@
 
 Built only from the public pieces in `credit`, `advantages` and `reductions`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,11 @@ from purejax import reductions
 
 BASELINES = ("token_mean", "token_rate", "step_mean", "rloo", "grpo", "dr_grpo", "none")
 _REWARD_BASELINES = {"token_rate": adv_lib.token_rate_rewards, "step_mean": adv_lib.step_mean_rewards}
-_SEQUENCE_BASELINES = {"rloo": adv_lib.rloo_advantages, "grpo": adv_lib.grpo_advantages,
-                       "dr_grpo": adv_lib.dr_grpo_advantages}
+_SEQUENCE_BASELINES = {
+    "rloo": adv_lib.rloo_advantages,
+    "grpo": adv_lib.grpo_advantages,
+    "dr_grpo": adv_lib.dr_grpo_advantages,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +46,7 @@ class AdvantageConfig:
       (REINFORCE++ = `none` + whitening).
     whiten: whiten the advantages over all valid tokens of the batch (official default).
     """
+
     credit: str = "soft_min"
     temperature: float = 0.1
     discount: float = 1.0
@@ -68,18 +73,26 @@ class AdvantageConfig:
             if key not in fields:
                 close = difflib.get_close_matches(key, fields, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"advantage config: unknown key {key!r}; allowed keys are "
-                                 f"{', '.join(fields)}.{hint}")
+                raise ValueError(
+                    f"advantage config: unknown key {key!r}; allowed keys are {', '.join(fields)}.{hint}"
+                )
         return cls(**values)
 
 
 class Advantages(NamedTuple):
     advantages: jnp.ndarray  # float[B, T], what the policy loss uses
-    returns: jnp.ndarray     # float[B, T], credited returns before any baseline (for logging)
+    returns: jnp.ndarray  # float[B, T], credited returns before any baseline (for logging)
 
 
-def pure_advantages(step_r_bt, step_end_bt, mask_bt, group_size: int,
-                    config: Any = AdvantageConfig(), seq_r_b=None, dense_r_bt=None) -> Advantages:
+def pure_advantages(
+    step_r_bt,
+    step_end_bt,
+    mask_bt,
+    group_size: int,
+    config: Any = AdvantageConfig(),
+    seq_r_b=None,
+    dense_r_bt=None,
+) -> Advantages:
     """Token advantages for a batch of B = P * group_size responses, groups contiguous.
 
     Args:
@@ -105,16 +118,18 @@ def pure_advantages(step_r_bt, step_end_bt, mask_bt, group_size: int,
     _checks.same_shape(fn, step_r_bt=step_r_bt, step_end_bt=step_end_bt, mask_bt=mask_bt)
     batch = step_r_bt.shape[0]
     if not isinstance(group_size, int) or group_size < 1 or batch % group_size:
-        raise ValueError(f"{fn}: `group_size` must be a positive int dividing the batch "
-                         f"size {batch}, got {group_size!r}.")
+        raise ValueError(
+            f"{fn}: `group_size` must be a positive int dividing the batch size {batch}, got {group_size!r}."
+        )
     if seq_r_b is not None:
         _checks.rank(fn, seq_r_b=(seq_r_b, 1))
         if seq_r_b.shape[0] != batch:
             raise ValueError(f"{fn}: `seq_r_b` must have shape ({batch},), got {seq_r_b.shape}.")
     if dense_r_bt is not None:
         _checks.same_shape(fn, step_r_bt=step_r_bt, dense_r_bt=dense_r_bt)
-    return _pure_advantages(step_r_bt, step_end_bt, mask_bt, seq_r_b, dense_r_bt,
-                            group_size=group_size, config=config)
+    return _pure_advantages(
+        step_r_bt, step_end_bt, mask_bt, seq_r_b, dense_r_bt, group_size=group_size, config=config
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("group_size", "config"))
@@ -134,12 +149,15 @@ def _pure_advantages(step_r_bt, step_end_bt, mask_bt, seq_r_b, dense_r_bt, *, gr
     if config.baseline in _REWARD_BASELINES:
         to_groups = lambda x: x.reshape(groups, group_size, width)
         r_bt = jax.vmap(_REWARD_BASELINES[config.baseline])(
-            to_groups(r_bt), to_groups(end_bt), to_groups(valid_bt)).reshape(batch, width)
+            to_groups(r_bt), to_groups(end_bt), to_groups(valid_bt)
+        ).reshape(batch, width)
     g_bt = jax.vmap(functools.partial(credit.returns, mode=mode, discount=config.discount))(
-        r_bt, end_bt, valid_bt)
+        r_bt, end_bt, valid_bt
+    )
     if dense_r_bt is not None:
         g_bt = g_bt + jax.vmap(credit.sum_form_returns, (0, 0, None))(
-            dense_r_bt.astype(dtype), valid_bt, config.discount)
+            dense_r_bt.astype(dtype), valid_bt, config.discount
+        )
 
     m_bt = valid_bt.astype(dtype)
     if config.baseline == "token_mean":
@@ -149,14 +167,16 @@ def _pure_advantages(step_r_bt, step_end_bt, mask_bt, seq_r_b, dense_r_bt, *, gr
     elif config.baseline in _SEQUENCE_BASELINES:
         first_valid_b = jnp.argmax(valid_bt, axis=1)
         value_b = jnp.take_along_axis(g_bt, first_valid_b[:, None], axis=1)[:, 0]
-        a_b = jax.vmap(_SEQUENCE_BASELINES[config.baseline])(
-            value_b.reshape(groups, group_size)).reshape(batch)
+        a_b = jax.vmap(_SEQUENCE_BASELINES[config.baseline])(value_b.reshape(groups, group_size)).reshape(
+            batch
+        )
         a_bt = a_b[:, None] * m_bt
     else:
         a_bt = g_bt * m_bt
     if seq_r_b is not None:
-        rloo_b = jax.vmap(adv_lib.rloo_advantages)(
-            seq_r_b.astype(dtype).reshape(groups, group_size)).reshape(batch)
+        rloo_b = jax.vmap(adv_lib.rloo_advantages)(seq_r_b.astype(dtype).reshape(groups, group_size)).reshape(
+            batch
+        )
         a_bt = a_bt + rloo_b[:, None] * m_bt
     if config.whiten:
         a_bt = reductions.masked_whiten(a_bt, valid_bt)

@@ -4,6 +4,7 @@ Losses elsewhere return per-token values. Aggregation returns a `(sum, count)`
 pair instead of a mean, so a mean over micro-batches or devices is exact:
 sum the pairs, divide once (as tunix does for its metrics).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -15,6 +16,7 @@ from purejax import _checks
 
 class SumCount(NamedTuple):
     """A mean kept as numerator and denominator. Add pairs, then call `.mean()`."""
+
     total: jnp.ndarray
     count: jnp.ndarray
 
@@ -65,8 +67,7 @@ def masked_whiten(x, mask, shift_mean: bool = True, eps: float = 1e-8) -> jnp.nd
     return whitened * m
 
 
-LOSS_AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
-                     "seq-mean-token-sum-norm")
+LOSS_AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 
 
 def aggregate_loss(loss_bt, mask_bt, mode: str = "token-mean", norm: float | None = None) -> SumCount:

@@ -1,4 +1,5 @@
 """Plots and a text summary of a run, from its metrics.jsonl alone."""
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,10 @@ def series(records: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
 def plot_runs(runs: dict[str, Sequence[dict]], path: str, curves=CURVES) -> str:
     """One panel per curve, one line per run; returns the PNG path."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     cols = 4
     rows = math.ceil(len(curves) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
@@ -41,7 +44,7 @@ def plot_runs(runs: dict[str, Sequence[dict]], path: str, curves=CURVES) -> str:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(curves):]:
+    for ax in list(axes.flat)[len(curves) :]:
         ax.axis("off")
     if len(runs) > 1:
         axes.flat[0].legend(fontsize=7)
@@ -68,18 +71,23 @@ def summarize(workdir: str) -> str:
     records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     if not records:
         return f"no metrics in {workdir}"
-    plot = plot_runs({os.path.basename(os.path.normpath(workdir)): records},
-                     os.path.join(workdir, "plots", "curves.png"))
+    plot = plot_runs(
+        {os.path.basename(os.path.normpath(workdir)): records}, os.path.join(workdir, "plots", "curves.png")
+    )
     lines = ["", f"run: {workdir} ({records[-1]['step']} steps)"]
     _, accuracy = series(records, "eval/accuracy")
     if accuracy:
-        lines.append(f"held-out accuracy: {accuracy[0]:.3f} -> {accuracy[-1]:.3f} "
-                     f"({100 * (accuracy[-1] - accuracy[0]):+.1f} points)")
+        lines.append(
+            f"held-out accuracy: {accuracy[0]:.3f} -> {accuracy[-1]:.3f} "
+            f"({100 * (accuracy[-1] - accuracy[0]):+.1f} points)"
+        )
     for key, title in CURVES[1:6]:
         _, values = series(records, key)
         if values:
             lines.append(f"{title:36s} {values[0]:8.3f} -> {values[-1]:8.3f}  {_sparkline(values)}")
-    alarms = sorted({k.split("/")[-1] for r in records for k, v in r.items() if k.startswith("train/alarm/") and v})
+    alarms = sorted(
+        {k.split("/")[-1] for r in records for k, v in r.items() if k.startswith("train/alarm/") and v}
+    )
     lines.append("reward-hacking alarms: " + (", ".join(alarms) if alarms else "none"))
     lines.append(f"plots: {plot}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ place on the while-loop carry, and attention reads the cache in place (no transp
 copy; see `purejax.models.decoder.attend`). The prefill computes the LM head only at each
 row's last prompt token, and its final layer runs attention output and MLP only there.
 """
+
 from __future__ import annotations
 
 import collections
@@ -34,202 +35,266 @@ TRACE_COUNTS: collections.Counter = collections.Counter()
 
 
 class SampleOutput(NamedTuple):
-  tokens: jax.Array    # int32 [B, N]; pad_token_id after a row's EOS
-  mask: jax.Array      # bool [B, N]; True on response tokens up to and including the EOS
-  logprobs: jax.Array  # float32 [B, N]; log-prob of each token under the distribution it was
-                       # sampled from (after temperature / top-k / top-p); 0 where mask is False
+    tokens: jax.Array  # int32 [B, N]; pad_token_id after a row's EOS
+    mask: jax.Array  # bool [B, N]; True on response tokens up to and including the EOS
+    logprobs: jax.Array  # float32 [B, N]; log-prob of each token under the distribution it was
+    # sampled from (after temperature / top-k / top-p); 0 where mask is False
 
 
-def sample(model: Decoder, prompt_ids, prompt_mask, max_new_tokens: int, rng,
-           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           eos_token_id: int | Sequence[int] | None = None,
-           pad_token_id: int = 0) -> SampleOutput:
-  """Samples max_new_tokens continuations of a batch of prompts.
+def sample(
+    model: Decoder,
+    prompt_ids,
+    prompt_mask,
+    max_new_tokens: int,
+    rng,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int = 0,
+) -> SampleOutput:
+    """Samples max_new_tokens continuations of a batch of prompts.
 
-  Args:
-    model: a causal-LM Decoder.
-    prompt_ids: int [B, P] prompt tokens (left-padded).
-    prompt_mask: bool/int [B, P], 1 on real prompt tokens; every row needs at least one.
-    max_new_tokens: N >= 1, the response width.
-    rng: a jax PRNG key; step i samples with fold_in(rng, i).
-    temperature: 0 is greedy (argmax); > 0 divides the logits.
-    top_k: 0 = off; else keep the k most likely tokens.
-    top_p: 1 = off; else keep the smallest set of most likely tokens whose probability
-      (after temperature and top-k) reaches top_p.
-    eos_token_id: None, one id or a list of ids; a row stops after emitting one.
-    pad_token_id: written after a row's EOS.
-  Returns:
-    SampleOutput(tokens, mask, logprobs), each [B, N]. Greedy logprobs are log_softmax of the
-    raw logits at the argmax.
-  """
-  eos = _check_inputs(model, prompt_ids, prompt_mask, max_new_tokens, rng, temperature, top_k,
-                      top_p, eos_token_id, pad_token_id)
-  graphdef, state = nnx.split(model)
-  greedy = float(temperature) == 0.0
-  return _sample_jit(
-      graphdef, state, jnp.asarray(prompt_ids, jnp.int32), jnp.asarray(prompt_mask).astype(bool),
-      rng, jnp.float32(1.0 if greedy else temperature), jnp.float32(top_p),
-      max_new_tokens=int(max_new_tokens), greedy=greedy, top_k=int(top_k),
-      use_top_p=float(top_p) < 1.0, eos=eos, pad_token_id=int(pad_token_id))
+    Args:
+      model: a causal-LM Decoder.
+      prompt_ids: int [B, P] prompt tokens (left-padded).
+      prompt_mask: bool/int [B, P], 1 on real prompt tokens; every row needs at least one.
+      max_new_tokens: N >= 1, the response width.
+      rng: a jax PRNG key; step i samples with fold_in(rng, i).
+      temperature: 0 is greedy (argmax); > 0 divides the logits.
+      top_k: 0 = off; else keep the k most likely tokens.
+      top_p: 1 = off; else keep the smallest set of most likely tokens whose probability
+        (after temperature and top-k) reaches top_p.
+      eos_token_id: None, one id or a list of ids; a row stops after emitting one.
+      pad_token_id: written after a row's EOS.
+    Returns:
+      SampleOutput(tokens, mask, logprobs), each [B, N]. Greedy logprobs are log_softmax of the
+      raw logits at the argmax.
+    """
+    eos = _check_inputs(
+        model,
+        prompt_ids,
+        prompt_mask,
+        max_new_tokens,
+        rng,
+        temperature,
+        top_k,
+        top_p,
+        eos_token_id,
+        pad_token_id,
+    )
+    graphdef, state = nnx.split(model)
+    greedy = float(temperature) == 0.0
+    return _sample_jit(
+        graphdef,
+        state,
+        jnp.asarray(prompt_ids, jnp.int32),
+        jnp.asarray(prompt_mask).astype(bool),
+        rng,
+        jnp.float32(1.0 if greedy else temperature),
+        jnp.float32(top_p),
+        max_new_tokens=int(max_new_tokens),
+        greedy=greedy,
+        top_k=int(top_k),
+        use_top_p=float(top_p) < 1.0,
+        eos=eos,
+        pad_token_id=int(pad_token_id),
+    )
 
 
-def _check_inputs(model, prompt_ids, prompt_mask, max_new_tokens, rng, temperature, top_k,
-                  top_p, eos_token_id, pad_token_id) -> tuple[int, ...]:
-  """Validates sample()'s arguments; returns the EOS ids as a sorted tuple."""
-  if not isinstance(model, Decoder) or model.config.head != "lm":
-    raise ValueError("sample: model must be a causal-LM purejax Decoder (config.head == 'lm').")
-  vocab = model.config.vocab_size
-  ids, mask = np.asarray(prompt_ids), np.asarray(prompt_mask)
-  if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-    raise ValueError(f"sample: prompt_ids must be an integer array of rank 2 [batch, prompt_len], "
-                     f"got dtype {ids.dtype} shape {ids.shape}.")
-  if mask.shape != ids.shape:
-    raise ValueError(f"sample: prompt_mask must have the shape of prompt_ids {ids.shape}, got "
-                     f"{mask.shape}.")
-  if not (mask.dtype == bool or np.issubdtype(mask.dtype, np.integer)):
-    raise ValueError(f"sample: prompt_mask must be bool or integer (1 = real token), got "
-                     f"{mask.dtype}.")
-  if not mask.astype(bool).any(axis=1).all():
-    raise ValueError("sample: every row of prompt_mask needs at least one real token (row "
-                     f"{int(np.argmin(mask.astype(bool).any(axis=1)))} is all padding).")
-  real = ids[mask.astype(bool)]
-  if real.size and (real.min() < 0 or real.max() >= vocab):
-    raise ValueError(f"sample: prompt_ids must lie in [0, vocab_size={vocab}), got values in "
-                     f"[{real.min()}, {real.max()}].")
-  if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
-    raise ValueError(f"sample: max_new_tokens must be an int >= 1, got {max_new_tokens!r}.")
-  key_shape = rng.shape if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng.shape[:-1]
-  if key_shape != ():
-    raise ValueError(f"sample: rng must be a single PRNG key (jax.random.key(seed) or "
-                     f"jax.random.PRNGKey(seed)), got shape {rng.shape}.")
-  if not np.isfinite(temperature) or temperature < 0:
-    raise ValueError(f"sample: temperature must be >= 0 (0 = greedy), got {temperature}.")
-  if not isinstance(top_k, (int, np.integer)) or not 0 <= top_k:
-    raise ValueError(f"sample: top_k must be an int >= 0 (0 = off), got {top_k!r}.")
-  if top_k > vocab:
-    raise ValueError(f"sample: top_k must be <= vocab_size ({vocab}), got {top_k}.")
-  if not 0 < top_p <= 1:
-    raise ValueError(f"sample: top_p must satisfy 0 < top_p <= 1 (1 = off), got {top_p}.")
-  if eos_token_id is None:
-    eos = ()
-  else:
-    eos = tuple(sorted({int(e) for e in np.atleast_1d(np.asarray(eos_token_id))}))
-    if any(not 0 <= e < vocab for e in eos):
-      raise ValueError(f"sample: eos_token_id must be ids in [0, {vocab}), got {eos_token_id!r}.")
-  if not 0 <= pad_token_id < vocab:
-    raise ValueError(f"sample: pad_token_id must be in [0, {vocab}), got {pad_token_id}.")
-  return eos
+def _check_inputs(
+    model, prompt_ids, prompt_mask, max_new_tokens, rng, temperature, top_k, top_p, eos_token_id, pad_token_id
+) -> tuple[int, ...]:
+    """Validates sample()'s arguments; returns the EOS ids as a sorted tuple."""
+    if not isinstance(model, Decoder) or model.config.head != "lm":
+        raise ValueError("sample: model must be a causal-LM purejax Decoder (config.head == 'lm').")
+    vocab = model.config.vocab_size
+    ids, mask = np.asarray(prompt_ids), np.asarray(prompt_mask)
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"sample: prompt_ids must be an integer array of rank 2 [batch, prompt_len], "
+            f"got dtype {ids.dtype} shape {ids.shape}."
+        )
+    if mask.shape != ids.shape:
+        raise ValueError(
+            f"sample: prompt_mask must have the shape of prompt_ids {ids.shape}, got {mask.shape}."
+        )
+    if not (mask.dtype == bool or np.issubdtype(mask.dtype, np.integer)):
+        raise ValueError(f"sample: prompt_mask must be bool or integer (1 = real token), got {mask.dtype}.")
+    if not mask.astype(bool).any(axis=1).all():
+        raise ValueError(
+            "sample: every row of prompt_mask needs at least one real token (row "
+            f"{int(np.argmin(mask.astype(bool).any(axis=1)))} is all padding)."
+        )
+    real = ids[mask.astype(bool)]
+    if real.size and (real.min() < 0 or real.max() >= vocab):
+        raise ValueError(
+            f"sample: prompt_ids must lie in [0, vocab_size={vocab}), got values in "
+            f"[{real.min()}, {real.max()}]."
+        )
+    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+        raise ValueError(f"sample: max_new_tokens must be an int >= 1, got {max_new_tokens!r}.")
+    key_shape = rng.shape if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng.shape[:-1]
+    if key_shape != ():
+        raise ValueError(
+            f"sample: rng must be a single PRNG key (jax.random.key(seed) or "
+            f"jax.random.PRNGKey(seed)), got shape {rng.shape}."
+        )
+    if not np.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"sample: temperature must be >= 0 (0 = greedy), got {temperature}.")
+    if not isinstance(top_k, (int, np.integer)) or not 0 <= top_k:
+        raise ValueError(f"sample: top_k must be an int >= 0 (0 = off), got {top_k!r}.")
+    if top_k > vocab:
+        raise ValueError(f"sample: top_k must be <= vocab_size ({vocab}), got {top_k}.")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"sample: top_p must satisfy 0 < top_p <= 1 (1 = off), got {top_p}.")
+    if eos_token_id is None:
+        eos = ()
+    else:
+        eos = tuple(sorted({int(e) for e in np.atleast_1d(np.asarray(eos_token_id))}))
+        if any(not 0 <= e < vocab for e in eos):
+            raise ValueError(f"sample: eos_token_id must be ids in [0, {vocab}), got {eos_token_id!r}.")
+    if not 0 <= pad_token_id < vocab:
+        raise ValueError(f"sample: pad_token_id must be in [0, {vocab}), got {pad_token_id}.")
+    return eos
 
 
 def _choose(logits_bv, key, temperature, top_p, *, greedy: bool, top_k: int, use_top_p: bool):
-  """Picks one token per row; returns (token int32 [B], its log-prob float32 [B])."""
-  if greedy:
-    token_b, best_b = _argmax(logits_bv)
-    # log_softmax at the argmax = -log sum exp(logits - max); max is known, so one pass.
-    return token_b, -jnp.log(jnp.sum(jnp.exp(logits_bv - best_b[:, None]), axis=-1))
-  x_bv = logits_bv / temperature
-  ids_bc = None  # candidate ids, when the candidates are a sorted subset
-  if top_k > 0:
-    x_bv, ids_bc = jax.lax.top_k(x_bv, top_k)
-  elif use_top_p:
-    x_bv, ids_bc = jax.lax.top_k(x_bv, x_bv.shape[-1])  # full descending sort
-  if use_top_p:
-    # Keep candidate i iff the probability mass strictly before it is < top_p (so the first
-    # candidate is always kept): the smallest prefix whose mass reaches top_p.
-    p_bc = jax.nn.softmax(x_bv, axis=-1)
-    before_bc = jnp.cumsum(p_bc, axis=-1) - p_bc
-    x_bv = jnp.where(before_bc < top_p, x_bv, -jnp.inf)
-  # Gumbel-max sampling (what jax.random.categorical does), with the fast argmax below.
-  choice_b, _ = _argmax(x_bv + jax.random.gumbel(key, x_bv.shape, x_bv.dtype))
-  logp_b = (jnp.take_along_axis(x_bv, choice_b[:, None], axis=-1)[:, 0]
-            - jax.nn.logsumexp(x_bv, axis=-1))
-  token_b = choice_b if ids_bc is None else jnp.take_along_axis(ids_bc, choice_b[:, None], -1)[:, 0]
-  return token_b.astype(jnp.int32), logp_b
+    """Picks one token per row; returns (token int32 [B], its log-prob float32 [B])."""
+    if greedy:
+        token_b, best_b = _argmax(logits_bv)
+        # log_softmax at the argmax = -log sum exp(logits - max); max is known, so one pass.
+        return token_b, -jnp.log(jnp.sum(jnp.exp(logits_bv - best_b[:, None]), axis=-1))
+    x_bv = logits_bv / temperature
+    ids_bc = None  # candidate ids, when the candidates are a sorted subset
+    if top_k > 0:
+        x_bv, ids_bc = jax.lax.top_k(x_bv, top_k)
+    elif use_top_p:
+        x_bv, ids_bc = jax.lax.top_k(x_bv, x_bv.shape[-1])  # full descending sort
+    if use_top_p:
+        # Keep candidate i iff the probability mass strictly before it is < top_p (so the first
+        # candidate is always kept): the smallest prefix whose mass reaches top_p.
+        p_bc = jax.nn.softmax(x_bv, axis=-1)
+        before_bc = jnp.cumsum(p_bc, axis=-1) - p_bc
+        x_bv = jnp.where(before_bc < top_p, x_bv, -jnp.inf)
+    # Gumbel-max sampling (what jax.random.categorical does), with the fast argmax below.
+    choice_b, _ = _argmax(x_bv + jax.random.gumbel(key, x_bv.shape, x_bv.dtype))
+    logp_b = jnp.take_along_axis(x_bv, choice_b[:, None], axis=-1)[:, 0] - jax.nn.logsumexp(x_bv, axis=-1)
+    token_b = choice_b if ids_bc is None else jnp.take_along_axis(ids_bc, choice_b[:, None], -1)[:, 0]
+    return token_b.astype(jnp.int32), logp_b
 
 
 def _argmax(x_bv):
-  """(first index of the row max, row max) of [B, V].
+    """(first index of the row max, row max) of [B, V].
 
-  XLA:CPU lowers argmax to a slow single-threaded (value, index) reduction; over a 32k-150k
-  vocabulary at every decode step that costs as much as a transformer layer. Taking maxima
-  of 128-wide chunks first, then the argmax among chunk maxima and inside the winning chunk,
-  gives the same first-occurrence index with cheap plain reductions.
-  """
-  b, v = x_bv.shape
-  chunk = 128
-  if v % chunk or v < 4 * chunk:
-    index_b = jnp.argmax(x_bv, axis=-1).astype(jnp.int32)
-    return index_b, jnp.take_along_axis(x_bv, index_b[:, None], axis=-1)[:, 0]
-  x_bcw = x_bv.reshape(b, v // chunk, chunk)
-  chunk_max_bc = jnp.max(x_bcw, axis=-1)
-  best_chunk_b = jnp.argmax(chunk_max_bc, axis=-1).astype(jnp.int32)
-  best_b = jnp.take_along_axis(chunk_max_bc, best_chunk_b[:, None], axis=-1)[:, 0]
-  in_chunk_bw = jnp.take_along_axis(x_bcw, best_chunk_b[:, None, None], axis=1)[:, 0]
-  index_b = best_chunk_b * chunk + jnp.argmax(in_chunk_bw, axis=-1).astype(jnp.int32)
-  return index_b, best_b
+    XLA:CPU lowers argmax to a slow single-threaded (value, index) reduction; over a 32k-150k
+    vocabulary at every decode step that costs as much as a transformer layer. Taking maxima
+    of 128-wide chunks first, then the argmax among chunk maxima and inside the winning chunk,
+    gives the same first-occurrence index with cheap plain reductions.
+    """
+    b, v = x_bv.shape
+    chunk = 128
+    if v % chunk or v < 4 * chunk:
+        index_b = jnp.argmax(x_bv, axis=-1).astype(jnp.int32)
+        return index_b, jnp.take_along_axis(x_bv, index_b[:, None], axis=-1)[:, 0]
+    x_bcw = x_bv.reshape(b, v // chunk, chunk)
+    chunk_max_bc = jnp.max(x_bcw, axis=-1)
+    best_chunk_b = jnp.argmax(chunk_max_bc, axis=-1).astype(jnp.int32)
+    best_b = jnp.take_along_axis(chunk_max_bc, best_chunk_b[:, None], axis=-1)[:, 0]
+    in_chunk_bw = jnp.take_along_axis(x_bcw, best_chunk_b[:, None, None], axis=1)[:, 0]
+    index_b = best_chunk_b * chunk + jnp.argmax(in_chunk_bw, axis=-1).astype(jnp.int32)
+    return index_b, best_b
 
 
 class _Carry(NamedTuple):
-  step: jax.Array       # int32 scalar: index of the token about to be chosen
-  cache: tuple          # per-layer LayerCache
-  logits_bv: jax.Array  # float32: next-token logits
-  done_b: jax.Array     # bool: row has emitted an EOS
-  tokens_bn: jax.Array
-  mask_bn: jax.Array
-  logp_bn: jax.Array
+    step: jax.Array  # int32 scalar: index of the token about to be chosen
+    cache: tuple  # per-layer LayerCache
+    logits_bv: jax.Array  # float32: next-token logits
+    done_b: jax.Array  # bool: row has emitted an EOS
+    tokens_bn: jax.Array
+    mask_bn: jax.Array
+    logp_bn: jax.Array
 
 
-@jax.jit(static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "use_top_p", "eos",
-                          "pad_token_id"))
-def _sample_jit(graphdef, state, prompt_ids_bp, prompt_mask_bp, rng, temperature, top_p, *,
-                max_new_tokens, greedy, top_k, use_top_p, eos, pad_token_id):
-  TRACE_COUNTS["sample"] += 1
-  model = nnx.merge(graphdef, state)
-  b, p = prompt_ids_bp.shape
-  n = max_new_tokens
-  slots = p + n - 1
-  choose = lambda logits, step: _choose(logits, jax.random.fold_in(rng, step), temperature,
-                                        top_p, greedy=greedy, top_k=top_k, use_top_p=use_top_p)
-  eos_ids = jnp.asarray(eos, jnp.int32)
+@jax.jit(
+    static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "use_top_p", "eos", "pad_token_id")
+)
+def _sample_jit(
+    graphdef,
+    state,
+    prompt_ids_bp,
+    prompt_mask_bp,
+    rng,
+    temperature,
+    top_p,
+    *,
+    max_new_tokens,
+    greedy,
+    top_k,
+    use_top_p,
+    eos,
+    pad_token_id,
+):
+    TRACE_COUNTS["sample"] += 1
+    model = nnx.merge(graphdef, state)
+    b, p = prompt_ids_bp.shape
+    n = max_new_tokens
+    slots = p + n - 1
+    choose = lambda logits, step: _choose(
+        logits,
+        jax.random.fold_in(rng, step),
+        temperature,
+        top_p,
+        greedy=greedy,
+        top_k=top_k,
+        use_top_p=use_top_p,
+    )
+    eos_ids = jnp.asarray(eos, jnp.int32)
 
-  # Prefill: all prompt tokens at slots 0..P-1; logits only at each row's last real token
-  # (a [B, P, V] logits array would cost P times the decode step's largest matmul).
-  kv_mask_bs = jnp.concatenate([prompt_mask_bp, jnp.ones((b, n - 1), bool)], axis=1)
-  pos_bp = positions_from_mask(prompt_mask_bp)
-  cache = model.init_cache(b, slots)
-  last_b = p - 1 - jnp.argmax(prompt_mask_bp[:, ::-1], axis=1)
-  h_b1d, cache = model.forward_cached(prompt_ids_bp, pos_bp, cache, 0, kv_mask_bs, last_b=last_b)
-  logits_bv = model.head(h_b1d)[:, 0]
-  n_prompt_b = prompt_mask_bp.sum(axis=1).astype(jnp.int32)
+    # Prefill: all prompt tokens at slots 0..P-1; logits only at each row's last real token
+    # (a [B, P, V] logits array would cost P times the decode step's largest matmul).
+    kv_mask_bs = jnp.concatenate([prompt_mask_bp, jnp.ones((b, n - 1), bool)], axis=1)
+    pos_bp = positions_from_mask(prompt_mask_bp)
+    cache = model.init_cache(b, slots)
+    last_b = p - 1 - jnp.argmax(prompt_mask_bp[:, ::-1], axis=1)
+    h_b1d, cache = model.forward_cached(prompt_ids_bp, pos_bp, cache, 0, kv_mask_bs, last_b=last_b)
+    logits_bv = model.head(h_b1d)[:, 0]
+    n_prompt_b = prompt_mask_bp.sum(axis=1).astype(jnp.int32)
 
-  def record(c: _Carry) -> _Carry:
-    token_b, logp_b = choose(c.logits_bv, c.step)
-    valid_b = ~c.done_b
-    token_b = jnp.where(valid_b, token_b, pad_token_id)
-    logp_b = jnp.where(valid_b, logp_b, 0.0)
-    done_b = c.done_b | (jnp.isin(token_b, eos_ids) if eos else False)
-    col = (0, c.step)
-    return c._replace(
-        done_b=done_b,
-        tokens_bn=jax.lax.dynamic_update_slice(c.tokens_bn, token_b[:, None], col),
-        mask_bn=jax.lax.dynamic_update_slice(c.mask_bn, valid_b[:, None], col),
-        logp_bn=jax.lax.dynamic_update_slice(c.logp_bn, logp_b[:, None], col))
+    def record(c: _Carry) -> _Carry:
+        token_b, logp_b = choose(c.logits_bv, c.step)
+        valid_b = ~c.done_b
+        token_b = jnp.where(valid_b, token_b, pad_token_id)
+        logp_b = jnp.where(valid_b, logp_b, 0.0)
+        done_b = c.done_b | (jnp.isin(token_b, eos_ids) if eos else False)
+        col = (0, c.step)
+        return c._replace(
+            done_b=done_b,
+            tokens_bn=jax.lax.dynamic_update_slice(c.tokens_bn, token_b[:, None], col),
+            mask_bn=jax.lax.dynamic_update_slice(c.mask_bn, valid_b[:, None], col),
+            logp_bn=jax.lax.dynamic_update_slice(c.logp_bn, logp_b[:, None], col),
+        )
 
-  def body(c: _Carry) -> _Carry:
-    c = record(c)
-    token_b = jax.lax.dynamic_slice_in_dim(c.tokens_bn, c.step, 1, axis=1)
-    pos_b1 = (n_prompt_b + c.step)[:, None]
-    h_b1d, cache = model.forward_cached(token_b, pos_b1, c.cache, p + c.step, kv_mask_bs)
-    return c._replace(step=c.step + 1, cache=cache, logits_bv=model.head(h_b1d)[:, 0])
+    def body(c: _Carry) -> _Carry:
+        c = record(c)
+        token_b = jax.lax.dynamic_slice_in_dim(c.tokens_bn, c.step, 1, axis=1)
+        pos_b1 = (n_prompt_b + c.step)[:, None]
+        h_b1d, cache = model.forward_cached(token_b, pos_b1, c.cache, p + c.step, kv_mask_bs)
+        return c._replace(step=c.step + 1, cache=cache, logits_bv=model.head(h_b1d)[:, 0])
 
-  def cond(c: _Carry):
-    # The last token (step N-1) is chosen after the loop: it is never fed back.
-    running = c.step < n - 1
-    return running & ~jnp.all(c.done_b) if eos else running
+    def cond(c: _Carry):
+        # The last token (step N-1) is chosen after the loop: it is never fed back.
+        running = c.step < n - 1
+        return running & ~jnp.all(c.done_b) if eos else running
 
-  carry = _Carry(step=jnp.int32(0), cache=cache, logits_bv=logits_bv,
-                 done_b=jnp.zeros((b,), bool),
-                 tokens_bn=jnp.full((b, n), pad_token_id, jnp.int32),
-                 mask_bn=jnp.zeros((b, n), bool), logp_bn=jnp.zeros((b, n), jnp.float32))
-  carry = record(jax.lax.while_loop(cond, body, carry))
-  return SampleOutput(carry.tokens_bn, carry.mask_bn, carry.logp_bn)
+    carry = _Carry(
+        step=jnp.int32(0),
+        cache=cache,
+        logits_bv=logits_bv,
+        done_b=jnp.zeros((b,), bool),
+        tokens_bn=jnp.full((b, n), pad_token_id, jnp.int32),
+        mask_bn=jnp.zeros((b, n), bool),
+        logp_bn=jnp.zeros((b, n), jnp.float32),
+    )
+    carry = record(jax.lax.while_loop(cond, body, carry))
+    return SampleOutput(carry.tokens_bn, carry.mask_bn, carry.logp_bn)

@@ -5,6 +5,7 @@ by default) and at the last valid token. BPE vocabularies merge the separator
 with what precedes it (".\\n\\n", ":\\n\\n", "$$\\n\\n"), so the separator is a set
 of ids computed once from the tokenizer, never a single id.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -30,15 +31,15 @@ def separator_ids(tokenizer, separator: str = "\n\n") -> np.ndarray:
         raise ValueError("separator_ids: `separator` must be a non-empty string, e.g. '\\n\\n'.")
     vocab_size = len(tokenizer)
     # One batched call: decoding ids one by one costs minutes on a 150k vocabulary.
-    texts = tokenizer.batch_decode([[i] for i in range(vocab_size)],
-                                   skip_special_tokens=False,
-                                   clean_up_tokenization_spaces=False)
-    ids = np.asarray([i for i, text in enumerate(texts) if text.endswith(separator)],
-                     dtype=np.int32)
+    texts = tokenizer.batch_decode(
+        [[i] for i in range(vocab_size)], skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
+    ids = np.asarray([i for i, text in enumerate(texts) if text.endswith(separator)], dtype=np.int32)
     if ids.size == 0:
         raise ValueError(
             f"separator_ids: no token of this tokenizer ({vocab_size} ids) decodes to text "
-            f"ending in {separator!r}; pass the separator the model actually emits.")
+            f"ending in {separator!r}; pass the separator the model actually emits."
+        )
     return ids
 
 

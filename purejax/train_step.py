@@ -17,6 +17,7 @@ Inside one jit, with fixed shapes:
 Reads config sections `ppo`, `optim`, `advantage` and
 `rollout.samples_per_prompt` (see configs/common.py).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,18 +35,19 @@ from purejax import reductions
 
 class RolloutBatch(NamedTuple):
     """B = prompts x samples_per_prompt responses, the samples of a prompt contiguous."""
-    prompt_ids: jnp.ndarray     # int32[B, P], left-padded
-    prompt_mask: jnp.ndarray    # bool[B, P]
-    response_ids: jnp.ndarray   # int32[B, T], right-padded
+
+    prompt_ids: jnp.ndarray  # int32[B, P], left-padded
+    prompt_mask: jnp.ndarray  # bool[B, P]
+    response_ids: jnp.ndarray  # int32[B, T], right-padded
     response_mask: jnp.ndarray  # bool[B, T], through the EOS
-    step_end: jnp.ndarray       # bool[B, T]
-    step_rewards: jnp.ndarray   # float32[B, T], step-level rewards on step ends
-    seq_rewards: jnp.ndarray    # float32[B], sequence rewards with their own RLOO baseline
+    step_end: jnp.ndarray  # bool[B, T]
+    step_rewards: jnp.ndarray  # float32[B, T], step-level rewards on step ends
+    seq_rewards: jnp.ndarray  # float32[B], sequence rewards with their own RLOO baseline
 
 
 class TrainState(NamedTuple):
-    params: Any        # nnx.State of the policy's nnx.Param leaves
-    ref_params: Any    # frozen copy: the KL anchor
+    params: Any  # nnx.State of the policy's nnx.Param leaves
+    ref_params: Any  # frozen copy: the KL anchor
     opt_state: Any
     step: jnp.ndarray  # int32 scalar: updates done
 
@@ -53,6 +55,7 @@ class TrainState(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class PPOSettings:
     """The static part of the update, read once from the config."""
+
     samples_per_prompt: int
     advantage: pure.AdvantageConfig
     clip_eps_low: float
@@ -72,12 +75,18 @@ class PPOSettings:
         return cls(
             samples_per_prompt=int(config.rollout.samples_per_prompt),
             advantage=pure.AdvantageConfig.from_config(config.advantage),
-            clip_eps_low=float(ppo.clip_eps_low), clip_eps_high=float(ppo.clip_eps_high),
+            clip_eps_low=float(ppo.clip_eps_low),
+            clip_eps_high=float(ppo.clip_eps_high),
             # Configs hold 0 for "off": ConfigDict fields keep one type.
             dual_clip=float(ppo.dual_clip) or None,
-            epochs=int(ppo.epochs), minibatches=int(ppo.minibatches),
-            kl_beta=float(ppo.kl_beta), kl_estimator=str(ppo.kl_estimator), kl_in=str(ppo.kl_in),
-            loss_agg=str(ppo.loss_agg), ratio_guard=float(ppo.ratio_guard) or None)
+            epochs=int(ppo.epochs),
+            minibatches=int(ppo.minibatches),
+            kl_beta=float(ppo.kl_beta),
+            kl_estimator=str(ppo.kl_estimator),
+            kl_in=str(ppo.kl_in),
+            loss_agg=str(ppo.loss_agg),
+            ratio_guard=float(ppo.ratio_guard) or None,
+        )
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -86,16 +95,22 @@ def make_optimizer(config) -> optax.GradientTransformation:
     if optim.schedule == "constant":
         schedule = optax.constant_schedule(optim.lr)
     elif optim.schedule == "cosine":
-        schedule = optax.warmup_cosine_decay_schedule(0.0, optim.lr, max(int(optim.warmup_steps), 1),
-                                                      max(int(config.total_steps), 2))
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, optim.lr, max(int(optim.warmup_steps), 1), max(int(config.total_steps), 2)
+        )
     else:
-        raise ValueError(f"optim.schedule: unknown schedule {optim.schedule!r}; allowed: 'constant', 'cosine'.")
+        raise ValueError(
+            f"optim.schedule: unknown schedule {optim.schedule!r}; allowed: 'constant', 'cosine'."
+        )
     if optim.schedule == "constant" and optim.warmup_steps:
         schedule = optax.linear_schedule(0.0, optim.lr, int(optim.warmup_steps))
-        schedule = optax.join_schedules([schedule, optax.constant_schedule(optim.lr)],
-                                        [int(optim.warmup_steps)])
-    chain = optax.chain(optax.clip_by_global_norm(optim.grad_clip),
-                        optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=optim.weight_decay))
+        schedule = optax.join_schedules(
+            [schedule, optax.constant_schedule(optim.lr)], [int(optim.warmup_steps)]
+        )
+    chain = optax.chain(
+        optax.clip_by_global_norm(optim.grad_clip),
+        optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=optim.weight_decay),
+    )
     # Skipped updates leave params and moments untouched; give up only after many in a row.
     return optax.apply_if_finite(chain, max_consecutive_errors=1_000_000)
 
@@ -117,7 +132,7 @@ def response_logits(graphdef, params, rest, batch: RolloutBatch) -> jnp.ndarray:
     p, t = batch.prompt_ids.shape[1], batch.response_ids.shape[1]
     # Position p - 1 + i predicts response token i; the vocabulary projection is
     # applied to those T positions only, not to the prompt.
-    return model.head(model.hidden_states(ids, mask)[:, p - 1:p + t - 1])
+    return model.head(model.hidden_states(ids, mask)[:, p - 1 : p + t - 1])
 
 
 def _logp_of(logits_btv, ids_bt):
@@ -126,8 +141,16 @@ def _logp_of(logits_btv, ids_bt):
 
 
 def _minibatch_metrics(loss, pg, kl, entropy, clipped, ratio, grad_norm, skipped):
-    return dict(loss=loss, pg_loss=pg, kl_loss=kl, entropy=entropy, clip_fraction=clipped,
-                ratio_mean=ratio, grad_norm=grad_norm, skipped=skipped)
+    return dict(
+        loss=loss,
+        pg_loss=pg,
+        kl_loss=kl,
+        entropy=entropy,
+        clip_fraction=clipped,
+        ratio_mean=ratio,
+        grad_norm=grad_norm,
+        skipped=skipped,
+    )
 
 
 def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, rest=()):
@@ -149,17 +172,23 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
         logp, entropy = logp_and_entropy(params, mb)
         mask = mb.response_mask
         pg_bt = jax.vmap(losses.clipped_surrogate_loss, (0, 0, 0, None, None, None))(
-            logp, old_logp, adv, s.clip_eps_low, s.clip_eps_high, s.dual_clip)
+            logp, old_logp, adv, s.clip_eps_low, s.clip_eps_high, s.dual_clip
+        )
         pg = reductions.aggregate_loss(pg_bt, mask, s.loss_agg).mean()
         kl_bt = jax.vmap(losses.kl_penalty, (0, 0, None))(logp, ref_logp, s.kl_estimator)
         kl = reductions.masked_mean(kl_bt, mask)
         loss = pg + (s.kl_beta * kl if s.kl_in == "loss" else 0.0)
         ratio = jnp.exp(logp - old_logp)
         clipped = jax.vmap(losses.ratio_clipped, (0, 0, 0, None, None))(
-            logp, old_logp, adv, s.clip_eps_low, s.clip_eps_high)
-        aux = dict(pg=pg, kl=kl, entropy=reductions.masked_mean(entropy, mask),
-                   clip_fraction=reductions.masked_mean(clipped.astype(jnp.float32), mask),
-                   ratio_mean=reductions.masked_mean(ratio, mask))
+            logp, old_logp, adv, s.clip_eps_low, s.clip_eps_high
+        )
+        aux = dict(
+            pg=pg,
+            kl=kl,
+            entropy=reductions.masked_mean(entropy, mask),
+            clip_fraction=reductions.masked_mean(clipped.astype(jnp.float32), mask),
+            ratio_mean=reductions.masked_mean(ratio, mask),
+        )
         if s.ratio_guard is not None:
             # OpenRLHF zeroes the loss of a batch whose mean ratio has run away.
             loss = jnp.where(aux["ratio_mean"] > s.ratio_guard, 0.0, loss)
@@ -173,8 +202,15 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
         mask = batch.response_mask
         kl_bt = jax.vmap(losses.kl_penalty, (0, 0, None))(old_logp, ref_logp, s.kl_estimator) * mask
         dense = -s.kl_beta * kl_bt if s.kl_in == "reward" else None
-        advantages = pure.pure_advantages(batch.step_rewards, batch.step_end, mask, s.samples_per_prompt,
-                                          s.advantage, seq_r_b=batch.seq_rewards, dense_r_bt=dense)
+        advantages = pure.pure_advantages(
+            batch.step_rewards,
+            batch.step_end,
+            mask,
+            s.samples_per_prompt,
+            s.advantage,
+            seq_r_b=batch.seq_rewards,
+            dense_r_bt=dense,
+        )
         rows = batch.response_ids.shape[0]
         if rows % s.minibatches:
             raise ValueError(f"ppo.minibatches={s.minibatches} must divide the batch of {rows} responses.")
@@ -185,15 +221,23 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
             take = lambda x: jnp.take(x, rows_idx, axis=0)
             mb = jax.tree.map(take, batch)
             (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, mb, take(old_logp), take(ref_logp), take(advantages.advantages))
+                params, mb, take(old_logp), take(ref_logp), take(advantages.advantages)
+            )
             updates, new_opt_state = optimizer.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
             finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
             # apply_if_finite already zeroes the update; also keep NaN params out of the carry.
             new_params = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_params, params)
-            metrics = _minibatch_metrics(loss, aux["pg"], aux["kl"], aux["entropy"], aux["clip_fraction"],
-                                         aux["ratio_mean"], optax.global_norm(grads),
-                                         (~finite).astype(jnp.float32))
+            metrics = _minibatch_metrics(
+                loss,
+                aux["pg"],
+                aux["kl"],
+                aux["entropy"],
+                aux["clip_fraction"],
+                aux["ratio_mean"],
+                optax.global_norm(grads),
+                (~finite).astype(jnp.float32),
+            )
             return (new_params, new_opt_state), metrics
 
         def run_epoch(carry, epoch_rng):

@@ -2,6 +2,7 @@
 
 Deliberately slow and obvious: they share no code with purejax.
 """
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Baselines (PURE_SPEC §5), sequence estimators, GAE, reductions and the one-call recipe."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,8 +25,9 @@ class TestPureBaselines:
         # K = 2, N = 3: b_0 = (0.3 + 0.3) / 3 = 0.2, b_1 = (0.5 + 0.5 + 0.5) / 3 = 0.5.
         g = jnp.array([[0.5, 0.5, 0.5], [0.3, 0.3, 0.0]])
         m = jnp.array([[1, 1, 1], [1, 1, 0]])
-        np.testing.assert_allclose(pj.token_mean_advantages(g, m), [[0.3, 0.3, 0.3], [-0.2, -0.2, 0.0]],
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            pj.token_mean_advantages(g, m), [[0.3, 0.3, 0.3], [-0.2, -0.2, 0.0]], atol=1e-6
+        )
 
     def test_step_mean_hand_computed(self):
         # Row 0: steps [0.8, 0.4] -> 0.6 per step; row 1: one step 0.2; row 2: no valid token.
@@ -45,8 +47,9 @@ class TestPureBaselines:
         m = jnp.ones((3, 4), bool)
         out = pj.pure_advantages(r, e, m, 3, dict(credit="soft_min", baseline="step_mean", whiten=False))
         # b_0 = mean(0.5 / 1, 0.5 / 2); b_1 = mean(0.5 / 4, 0.5 / 2); b_2 = mean(0.5 / 4, 0.5 / 1).
-        np.testing.assert_allclose(out.advantages[:, 0], [0.5 - 4 * 0.375, 0.5 - 0.1875, 0.5 - 2 * 0.3125],
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            out.advantages[:, 0], [0.5 - 4 * 0.375, 0.5 - 0.1875, 0.5 - 2 * 0.3125], atol=1e-5
+        )
         assert int(jnp.argmax(out.advantages[:, 0])) == 1
 
     def test_token_rate_hand_computed(self):
@@ -55,19 +58,23 @@ class TestPureBaselines:
         e = jnp.array([[0, 1, 1], [0, 1, 0]], bool)
         m = jnp.array([[1, 1, 1], [1, 1, 0]], bool)
         # b_0 = 0.4 / 2 = 0.2 per token; b_1 = 0.9 / 3 = 0.3 per token.
-        np.testing.assert_allclose(pj.token_rate_rewards(r, e, m),
-                                   [[0.0, 0.6 - 0.4, 0.3 - 0.2], [0.0, 0.4 - 0.6, 0.0]], atol=1e-6)
+        np.testing.assert_allclose(
+            pj.token_rate_rewards(r, e, m), [[0.0, 0.6 - 0.4, 0.3 - 0.2], [0.0, 0.4 - 0.6, 0.0]], atol=1e-6
+        )
 
     @pytest.mark.parametrize("seed", range(4))
     def test_against_naive_loops(self, seed):
         r, e, m = _group(seed)
         g = np.array(jax.vmap(pj.sum_form_returns)(jnp.array(r), m))
-        np.testing.assert_allclose(pj.token_mean_advantages(jnp.array(g), m), naive.token_mean_advantages(g, m),
-                                   atol=1e-5)
-        np.testing.assert_allclose(pj.token_rate_rewards(jnp.array(r), e, m), naive.token_rate_rewards(r, e, m),
-                                   atol=1e-5)
-        np.testing.assert_allclose(pj.step_mean_rewards(jnp.array(r), e, m), naive.step_mean_rewards(r, e, m),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            pj.token_mean_advantages(jnp.array(g), m), naive.token_mean_advantages(g, m), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            pj.token_rate_rewards(jnp.array(r), e, m), naive.token_rate_rewards(r, e, m), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            pj.step_mean_rewards(jnp.array(r), e, m), naive.step_mean_rewards(r, e, m), atol=1e-5
+        )
 
     def test_step_lengths(self):
         e = jnp.array([0, 1, 0, 0, 1, 1, 0, 0], bool)
@@ -77,13 +84,16 @@ class TestPureBaselines:
 
 class TestSequenceEstimators:
     def test_rloo(self):
-        np.testing.assert_allclose(pj.rloo_advantages(jnp.array([1.0, 0.0, 0.0, 1.0])),
-                                   [2 / 3, -2 / 3, -2 / 3, 2 / 3], atol=1e-6)
+        np.testing.assert_allclose(
+            pj.rloo_advantages(jnp.array([1.0, 0.0, 0.0, 1.0])), [2 / 3, -2 / 3, -2 / 3, 2 / 3], atol=1e-6
+        )
 
     def test_grpo_and_dr_grpo(self):
         r = jnp.array([1.0, 0.0, 0.0, 1.0])
         std = np.std([1, 0, 0, 1], ddof=1)
-        np.testing.assert_allclose(pj.grpo_advantages(r), (np.array([1, 0, 0, 1]) - 0.5) / (std + 1e-6), rtol=1e-5)
+        np.testing.assert_allclose(
+            pj.grpo_advantages(r), (np.array([1, 0, 0, 1]) - 0.5) / (std + 1e-6), rtol=1e-5
+        )
         np.testing.assert_allclose(pj.dr_grpo_advantages(r), [0.5, -0.5, -0.5, 0.5])
 
     def test_equal_rewards_give_zero_advantage(self):
@@ -132,10 +142,16 @@ class TestReductions:
     def test_aggregation_values(self):
         loss = jnp.array([[1.0, 3.0, 0.0], [2.0, 0.0, 0.0]])
         m = jnp.array([[1, 1, 0], [1, 0, 0]])
-        expected = {"token-mean": 6 / 3, "seq-mean-token-mean": (2 + 2) / 2,
-                    "seq-mean-token-sum": (4 + 2) / 2, "seq-mean-token-sum-norm": (4 / 3 + 2 / 3) / 2}
+        expected = {
+            "token-mean": 6 / 3,
+            "seq-mean-token-mean": (2 + 2) / 2,
+            "seq-mean-token-sum": (4 + 2) / 2,
+            "seq-mean-token-sum-norm": (4 / 3 + 2 / 3) / 2,
+        }
         for mode, value in expected.items():
-            np.testing.assert_allclose(pj.aggregate_loss(loss, m, mode).mean(), value, rtol=1e-6, err_msg=mode)
+            np.testing.assert_allclose(
+                pj.aggregate_loss(loss, m, mode).mean(), value, rtol=1e-6, err_msg=mode
+            )
 
     def test_unknown_aggregation(self):
         with pytest.raises(ValueError, match="allowed values are 'token-mean'"):
@@ -173,7 +189,9 @@ class TestPureAdvantages:
         r, e, m = self._batch(2)
         out = pj.pure_advantages(r, e, m, 4, dict(credit="sum", baseline=baseline, whiten=False))
         value = jax.vmap(pj.sum_form_returns)(r, m)[:, 0]
-        fn = {"rloo": pj.rloo_advantages, "grpo": pj.grpo_advantages, "dr_grpo": pj.dr_grpo_advantages}[baseline]
+        fn = {"rloo": pj.rloo_advantages, "grpo": pj.grpo_advantages, "dr_grpo": pj.dr_grpo_advantages}[
+            baseline
+        ]
         expected = jax.vmap(fn)(value.reshape(3, 4)).reshape(12)[:, None] * m
         np.testing.assert_allclose(out.advantages, expected, atol=1e-5)
 
@@ -181,8 +199,15 @@ class TestPureAdvantages:
     @pytest.mark.parametrize("baseline", pj.BASELINES)
     def test_every_setting_is_finite_and_zero_on_padding(self, credit, baseline):
         r, e, m = self._batch(3)
-        out = pj.pure_advantages(r, e, m, 4, dict(credit=credit, baseline=baseline),
-                                 seq_r_b=jnp.ones(12), dense_r_bt=jnp.full(r.shape, 0.01))
+        out = pj.pure_advantages(
+            r,
+            e,
+            m,
+            4,
+            dict(credit=credit, baseline=baseline),
+            seq_r_b=jnp.ones(12),
+            dense_r_bt=jnp.full(r.shape, 0.01),
+        )
         assert np.all(np.isfinite(out.advantages))
         np.testing.assert_array_equal(np.asarray(out.advantages)[~np.asarray(m, bool)], 0.0)
 
@@ -194,5 +219,7 @@ class TestPureAdvantages:
             pj.pure_advantages(r, e, m, 4, dict(baseline="mean"))
         with pytest.raises(ValueError, match="`temperature` must be > 0"):
             pj.pure_advantages(r, e, m, 4, dict(temperature=0.0))
-        with pytest.raises(ValueError, match="`group_size` must be a positive int dividing the batch size 12"):
+        with pytest.raises(
+            ValueError, match="`group_size` must be a positive int dividing the batch size 12"
+        ):
             pj.pure_advantages(r, e, m, 5)

@@ -1,4 +1,5 @@
 """The arithmetic task, its tokenizer and the scripted PRM, against independent references."""
+
 import ast
 import json
 import operator
@@ -33,11 +34,13 @@ def _eval_expression(question: str) -> int:
             return ops[type(node.op)](walk(node.left), walk(node.right))
         assert isinstance(node, ast.Constant)
         return node.value
+
     assert question.startswith("Compute ") and question.endswith(".")
-    return walk(ast.parse(question[len("Compute "):-1], mode="eval").body)
+    return walk(ast.parse(question[len("Compute ") : -1], mode="eval").body)
 
 
 # ---------------------------------------------------------------- generator and splits
+
 
 def test_generator_is_deterministic_and_seeded():
     a = arith.make_problems("train", 200, seed=3)
@@ -92,13 +95,15 @@ def test_bad_arguments_name_the_field():
 
 # ---------------------------------------------------------------- traces and oracle
 
+
 def test_correct_traces_pass_the_verifier():
     problems = arith.make_problems("heldout", 60, seed=5)
     texts = [arith.render_trace(p) for p in problems]
     assert texts[0].endswith(f"\n\nThe answer is \\boxed{{{problems[0].answer}}}.")
     assert verify(texts[0], problems[0].truth) == 1.0  # through the worker pool, once
     np.testing.assert_array_equal(
-        verify_batch(texts, [p.truth for p in problems], workers=0), np.ones(len(problems)))
+        verify_batch(texts, [p.truth for p in problems], workers=0), np.ones(len(problems))
+    )
     for t, p in zip(texts, problems):
         g = arith.grade(t, p)
         assert g.labels == ("correct",) * len(p.ops) + ("answer",)
@@ -139,13 +144,24 @@ def test_filler_traces_are_correct_traces_plus_filler():
         assert arith.SEPARATOR.join(kept) == arith.render_trace(p)
 
 
-@pytest.mark.parametrize("step,label", [
-    ("3 + 4 = 7", "correct"), ("12 * 3 = 36.", "correct"), ("20 - 25 = -5", "correct"),
-    ("3 + 4 = 8", "wrong"), ("3 + = 7", "wrong"), ("7 7 7", "wrong"), ("x = 3", "wrong"),
-    ("Let me think about this carefully.", "filler"), ("Thank you.", "filler"),
-    ("", "empty"), ("  \n", "empty"),
-    ("The answer is \\boxed{7}.", "answer"), ("\\boxed{}", "answer"),
-])
+@pytest.mark.parametrize(
+    "step,label",
+    [
+        ("3 + 4 = 7", "correct"),
+        ("12 * 3 = 36.", "correct"),
+        ("20 - 25 = -5", "correct"),
+        ("3 + 4 = 8", "wrong"),
+        ("3 + = 7", "wrong"),
+        ("7 7 7", "wrong"),
+        ("x = 3", "wrong"),
+        ("Let me think about this carefully.", "filler"),
+        ("Thank you.", "filler"),
+        ("", "empty"),
+        ("  \n", "empty"),
+        ("The answer is \\boxed{7}.", "answer"),
+        ("\\boxed{}", "answer"),
+    ],
+)
 def test_label_step_hand_cases(step, label):
     assert arith.label_step(step) == label
 
@@ -160,25 +176,32 @@ def test_trace_mix_follows_the_fractions():
 
 # ---------------------------------------------------------------- tokenizer
 
+
 def test_tokenizer_is_deterministic_across_processes(tokenizer):
     again = build_tokenizer(vocab_size=192, n_problems=500, seed=0)
     assert again.get_vocab() == tokenizer.get_vocab()
     assert 100 <= len(tokenizer) <= 300
     # Another interpreter with another hash seed learns the same merges.
-    code = ("import json; from purejax.tasks.tokenizer import build_tokenizer; "
-            "print(json.dumps(build_tokenizer(vocab_size=192, n_problems=500, seed=0)"
-            ".backend_tokenizer.to_str()))")
+    code = (
+        "import json; from purejax.tasks.tokenizer import build_tokenizer; "
+        "print(json.dumps(build_tokenizer(vocab_size=192, n_problems=500, seed=0)"
+        ".backend_tokenizer.to_str()))"
+    )
     env = dict(os.environ, PYTHONHASHSEED="123")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert json.loads(out) == tokenizer.backend_tokenizer.to_str()
 
 
 def test_tokenizer_round_trip_and_single_digit_tokens(tokenizer):
     rng = np.random.default_rng(2)
     problems = arith.make_problems("heldout", 30, seed=1)
-    texts = [p.prompt for p in problems] + [arith.render_trace(p, k, rng)
-                                           for p in problems for k in arith.TRACE_KINDS]
+    texts = [p.prompt for p in problems] + [
+        arith.render_trace(p, k, rng) for p in problems for k in arith.TRACE_KINDS
+    ]
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert tokenizer.decode(ids) == text
@@ -203,6 +226,7 @@ def test_separator_ids_include_merged_tokens(tokenizer):
 
 def test_saved_tokenizer_loads_with_auto_tokenizer(tokenizer, tmp_path):
     from transformers import AutoTokenizer
+
     tokenizer.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     text = arith.render_trace(arith.make_problems("train", 1)[0], "filler", np.random.default_rng(0))
@@ -213,17 +237,24 @@ def test_saved_tokenizer_loads_with_auto_tokenizer(tokenizer, tmp_path):
 
 # ---------------------------------------------------------------- scripted PRM
 
+
 def test_clean_scores_hand_computed():
     s = sp.ScriptedPRMScores()
-    steps = ["Let me think about this carefully.", "3 + 4 = 7", "7 * 2 = 15", "",
-             "The answer is \\boxed{15}."]
+    steps = [
+        "Let me think about this carefully.",
+        "3 + 4 = 7",
+        "7 * 2 = 15",
+        "",
+        "The answer is \\boxed{15}.",
+    ]
     np.testing.assert_allclose(sp.clean_scores(steps), [0.9, 0.8, -0.8, 0.0, 0.8])
     # Answer inconsistent with the last result; answer-only and empty first steps (weakness 2).
     np.testing.assert_allclose(sp.clean_scores(["3 + 4 = 7", "\\boxed{8}"]), [0.8, -0.8])
     np.testing.assert_allclose(sp.clean_scores(["The answer is \\boxed{8}."]), [s.unchecked])
     np.testing.assert_allclose(sp.clean_scores(["", "3 + 4 = 7"]), [s.unchecked, s.correct])
-    np.testing.assert_allclose(sp.clean_scores(["Let's double-check the plan.", "\\boxed{3}"]),
-                               [s.filler, s.unchecked])
+    np.testing.assert_allclose(
+        sp.clean_scores(["Let's double-check the plan.", "\\boxed{3}"]), [s.filler, s.unchecked]
+    )
     # Filler is rated above real work (weakness 1).
     assert s.filler > s.correct
 
@@ -274,8 +305,9 @@ def test_token_mapping_matches_a_naive_loop_on_random_tokens(tokenizer):
     lengths[4] = 0
     mask = np.arange(t)[None] < lengths[:, None]
     got = prm(ids, mask)
-    np.testing.assert_array_equal(got, _naive_step_rewards(tokenizer, separator_set, ids, mask,
-                                                           prm.scores, 3))
+    np.testing.assert_array_equal(
+        got, _naive_step_rewards(tokenizer, separator_set, ids, mask, prm.scores, 3)
+    )
     # Scores sit exactly on the step ends of purejax.steps.step_end_mask.
     ends = np.asarray(jax.vmap(pj.step_end_mask, (0, 0, None))(ids, mask, prm.separator_ids))
     assert not got[~ends].any()
@@ -287,13 +319,12 @@ def test_token_mapping_on_traces_equals_the_text_split(tokenizer):
     rng = np.random.default_rng(4)
     problems = arith.make_problems("heldout", 24, seed=2)
     texts = [arith.render_trace(p, k, rng) for p in problems for k in arith.TRACE_KINDS]
-    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-               for t in texts]
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
     width = max(map(len, encoded)) + 3
     ids = np.zeros((len(texts), width), np.int32)
     mask = np.zeros((len(texts), width), bool)
     for i, e in enumerate(encoded):
-        ids[i, :len(e)], mask[i, :len(e)] = e, True
+        ids[i, : len(e)], mask[i, : len(e)] = e, True
     r = prm(ids, mask)
     ends = prm.step_ends(ids, mask)
     assert prm.step_texts(ids, mask) == [arith.split_steps(t) for t in texts]
@@ -311,3 +342,20 @@ def test_scripted_prm_bad_input(tokenizer):
         prm(np.zeros((2, 5), np.float32), np.ones((2, 5), bool))
     with pytest.raises(ValueError, match="ScriptedPRMScores.filler"):
         sp.ScriptedPRMScores(filler=1.5)
+
+
+def test_scripted_prm_shown_the_problem_judges_steps_in_context():
+    from purejax.tasks import scripted_prm
+
+    problem = arith.Problem(8, (("-", 2), ("+", 1), ("+", 5)))
+    full = ["8 - 2 = 6", "6 + 1 = 7", "7 + 5 = 12", "The answer is \\boxed{12}."]
+    early = ["8 - 2 = 6", "The answer is \\boxed{6}."]  # correct so far, stops early
+    off_order = ["8 + 1 = 9", "9 - 2 = 7", "7 + 5 = 12", "The answer is \\boxed{12}."]
+    score = lambda steps, p: scripted_prm.clean_scores(steps, problem=p).tolist()
+    assert score(full, problem) == pytest.approx([0.8] * 4)
+    assert score(early, problem) == pytest.approx([0.8, -0.8])
+    assert score(early, None) == pytest.approx([0.8, 0.8])  # question-blind: cannot tell
+    assert score(off_order, problem)[0] == pytest.approx(-0.8)
+    # The documented weaknesses stay: filler over-rated, an answer with no work rated high.
+    assert score(["Let me think about this carefully."] + full, problem)[0] == pytest.approx(0.9)
+    assert score(["The answer is \\boxed{3}."], problem) == pytest.approx([0.9])

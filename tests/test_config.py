@@ -1,4 +1,5 @@
 """Config schema: the four experiment configs load; every bad field is refused by name."""
+
 import os
 
 import ml_collections
@@ -32,37 +33,41 @@ def test_paper_settings_per_config():
 
 
 def test_overrides_as_strings_and_mapping():
-    c = config_lib.load("configs.pure_prm_vr", overrides=["config.rewards.vr.weight=2",
-                                                          "advantage.credit=min"])
+    c = config_lib.load(
+        "configs.pure_prm_vr", overrides=["config.rewards.vr.weight=2", "advantage.credit=min"]
+    )
     assert c.rewards.vr.weight == 2.0 and isinstance(c.rewards.vr.weight, float)
     assert c.advantage.credit == "min"
     c = config_lib.load("configs.pure_prm_vr", overrides={"rewards.vr.fraction": 0.5})
     assert c.rewards.vr.fraction == 0.5
 
 
-@pytest.mark.parametrize("override, field, allowed", [
-    ({"rewards.vr.wieght": 2.0}, "config.rewards.vr.wieght", "Did you mean 'weight'"),
-    ({"rewards.vr.weight": -1.0}, "config.rewards.vr.weight", "[0, inf)"),
-    ({"rewards.vr.fraction": 1.5}, "config.rewards.vr.fraction", "[0, 1]"),
-    ({"rewards.vr.fraction": -0.1}, "config.rewards.vr.fraction", "[0, 1]"),
-    ({"advantage.temperature": 0.0}, "config.advantage.temperature", "(0, inf)"),
-    ({"rollout.temperature": -1.0}, "config.rollout.temperature", "(0, inf)"),
-    ({"rewards.vr.type": "verifyable"}, "config.rewards.vr.type", "Did you mean 'verifiable'"),
-    ({"advantage.credit": "mni"}, "config.advantage.credit", "Did you mean 'min'"),
-    ({"advantage.baseline": "rlo"}, "config.advantage.baseline", "Did you mean 'rloo'"),
-    ({"rewards.vr.baseline": "token_mean"}, "config.rewards.vr.baseline", "'shared', 'rloo'"),
-    ({"rewards.vr.applies_to": "all"}, "config.rewards.vr.applies_to", "'with_answer'"),
-    ({"rewards.prm.baseline": "rloo"}, "config.rewards.prm.baseline", "'shared'"),
-    ({"rewards.prm.level": "sequence"}, "config.rewards.prm.level", "'step'"),
-    ({"ppo.dual_clip": 0.5}, "config.ppo.dual_clip", "or 0 (off)"),
-    ({"ppo.kl_estimator": "k4"}, "config.ppo.kl_estimator", "'k3'"),
-    ({"ppo.loss_agg": "mean"}, "config.ppo.loss_agg", "'token-mean'"),
-    ({"rollout.top_p": 0.0}, "config.rollout.top_p", "(0, 1]"),
-    ({"optim.schedule": "linear"}, "config.optim.schedule", "'cosine'"),
-    ({"rollout.samples_per_prompt": 0}, "config.rollout.samples_per_prompt", "(0, inf)"),
-    ({"rolout.temperature": 1.0}, "config.rolout", "Did you mean 'rollout'"),
-    ({"rewards.vr.correct": -1.0}, "config.rewards.vr.correct", "must be > wrong"),
-])
+@pytest.mark.parametrize(
+    "override, field, allowed",
+    [
+        ({"rewards.vr.wieght": 2.0}, "config.rewards.vr.wieght", "Did you mean 'weight'"),
+        ({"rewards.vr.weight": -1.0}, "config.rewards.vr.weight", "[0, inf)"),
+        ({"rewards.vr.fraction": 1.5}, "config.rewards.vr.fraction", "[0, 1]"),
+        ({"rewards.vr.fraction": -0.1}, "config.rewards.vr.fraction", "[0, 1]"),
+        ({"advantage.temperature": 0.0}, "config.advantage.temperature", "(0, inf)"),
+        ({"rollout.temperature": -1.0}, "config.rollout.temperature", "(0, inf)"),
+        ({"rewards.vr.type": "verifyable"}, "config.rewards.vr.type", "Did you mean 'verifiable'"),
+        ({"advantage.credit": "mni"}, "config.advantage.credit", "Did you mean 'min'"),
+        ({"advantage.baseline": "rlo"}, "config.advantage.baseline", "Did you mean 'rloo'"),
+        ({"rewards.vr.baseline": "token_mean"}, "config.rewards.vr.baseline", "'shared', 'rloo'"),
+        ({"rewards.vr.applies_to": "all"}, "config.rewards.vr.applies_to", "'with_answer'"),
+        ({"rewards.prm.baseline": "rloo"}, "config.rewards.prm.baseline", "'shared'"),
+        ({"rewards.prm.level": "sequence"}, "config.rewards.prm.level", "'step'"),
+        ({"ppo.dual_clip": 0.5}, "config.ppo.dual_clip", "or 0 (off)"),
+        ({"ppo.kl_estimator": "k4"}, "config.ppo.kl_estimator", "'k3'"),
+        ({"ppo.loss_agg": "mean"}, "config.ppo.loss_agg", "'token-mean'"),
+        ({"rollout.top_p": 0.0}, "config.rollout.top_p", "(0, 1]"),
+        ({"optim.schedule": "linear"}, "config.optim.schedule", "'cosine'"),
+        ({"rollout.samples_per_prompt": 0}, "config.rollout.samples_per_prompt", "(0, inf)"),
+        ({"rolout.temperature": 1.0}, "config.rolout", "Did you mean 'rollout'"),
+        ({"rewards.vr.correct": -1.0}, "config.rewards.vr.correct", "must be > wrong"),
+    ],
+)
 def test_bad_values_give_one_message_naming_the_field(override, field, allowed):
     with pytest.raises(config_lib.ConfigError) as err:
         config_lib.load("configs.pure_prm_vr", overrides=override)
@@ -87,24 +92,31 @@ def _edited_config(edit):
 def test_unknown_keys_written_in_a_config_file_are_caught(tmp_path):
     def add_unknown(c):
         c.advantage.tempreature = 0.1
-    with pytest.raises(config_lib.ConfigError, match=r"^config.advantage.tempreature: unknown "
-                       r"key.*Did you mean 'temperature'"):
+
+    with pytest.raises(
+        config_lib.ConfigError,
+        match=r"^config.advantage.tempreature: unknown "
+        r"key.*Did you mean 'temperature'",
+    ):
         config_lib.validate(_edited_config(add_unknown))
 
     def add_source_key(c):
         c.rewards.prm.treshold = 0.2
+
     with pytest.raises(config_lib.ConfigError, match=r"^config.rewards.prm.treshold: unknown key"):
         config_lib.validate(_edited_config(add_source_key))
 
     # The same through load() on a file, as a user would write it.
     path = tmp_path / "configs" / "mine.py"
     path.parent.mkdir()
-    path.write_text("from purejax import config as C\n"
-                    "def get_config():\n"
-                    "    c = C.defaults()\n"
-                    "    c.rewards.vr = C.reward_source('verifiable', applies_to='with_answer')\n"
-                    "    c.rewards.vr.wieght = 2.0\n"
-                    "    return c\n")
+    path.write_text(
+        "from purejax import config as C\n"
+        "def get_config():\n"
+        "    c = C.defaults()\n"
+        "    c.rewards.vr = C.reward_source('verifiable', applies_to='with_answer')\n"
+        "    c.rewards.vr.wieght = 2.0\n"
+        "    return c\n"
+    )
     with pytest.raises(config_lib.ConfigError, match="config.rewards.vr.wieght: unknown key"):
         config_lib.load(str(path))
 
@@ -115,12 +127,14 @@ def test_missing_rewards_and_missing_keys():
 
     def drop(c):
         del c.ppo["kl_beta"]
+
     with pytest.raises(config_lib.ConfigError, match="^config.ppo.kl_beta: missing key"):
         config_lib.validate(_edited_config(drop))
 
 
 def test_every_source_type_validates_with_its_defaults():
     from purejax.rewards import SOURCE_TYPES
+
     for kind in SOURCE_TYPES:
         c = config_lib.defaults()
         applies = "with_answer" if kind == "verifiable" else "all"

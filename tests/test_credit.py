@@ -1,4 +1,5 @@
 """Credit assignment against the spec's worked examples and naive loops."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,20 +20,24 @@ class TestWorkedExamples:
         r = jnp.array([0.9, -0.6, 0.7])
         np.testing.assert_allclose(pj.min_form_returns(r, _ones(3), _ones(3)), [-0.6, -0.6, 0.7], atol=1e-6)
         np.testing.assert_allclose(pj.worst_step_returns(r, _ones(3), _ones(3)), [-0.6, -0.6, 0.0], atol=1e-6)
-        np.testing.assert_allclose(pj.soft_min_returns(r, _ones(3), _ones(3), 0.1), [-0.6, -0.6, 0.0], atol=1e-4)
+        np.testing.assert_allclose(
+            pj.soft_min_returns(r, _ones(3), _ones(3), 0.1), [-0.6, -0.6, 0.0], atol=1e-4
+        )
         np.testing.assert_allclose(pj.sum_form_returns(r, _ones(3)), [1.0, 0.1, 0.7], atol=1e-6)
 
     def test_five_equal_steps(self):
         r = jnp.full(5, 0.9)
         np.testing.assert_allclose(pj.min_form_returns(r, _ones(5), _ones(5)), [0.9] * 5, atol=1e-6)
-        np.testing.assert_allclose(pj.soft_min_returns(r, _ones(5), _ones(5), 0.1),
-                                   [0.9, 0.72, 0.54, 0.36, 0.18], atol=1e-6)
+        np.testing.assert_allclose(
+            pj.soft_min_returns(r, _ones(5), _ones(5), 0.1), [0.9, 0.72, 0.54, 0.36, 0.18], atol=1e-6
+        )
 
     def test_near_ties(self):
         r = jnp.array([0.5, 0.45, 0.5])
         np.testing.assert_allclose(pj.soft_min_rewards(r, _ones(3), 0.1), [0.137, 0.203, 0.137], atol=1e-3)
-        np.testing.assert_allclose(pj.soft_min_returns(r, _ones(3), _ones(3), 0.1), [0.477, 0.340, 0.137],
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            pj.soft_min_returns(r, _ones(3), _ones(3), 0.1), [0.477, 0.340, 0.137], atol=1e-3
+        )
 
     def test_official_all_token_min_zeroes_positive_rewards(self):
         # Two positive multi-token steps, VR = 1 added on the last token, then padding:
@@ -73,15 +78,22 @@ def test_against_naive_loops(seed, kind):
     rng = np.random.default_rng(seed)
     r, e, m = _random_case(rng, 23, kind)
     np.testing.assert_allclose(pj.sum_form_returns(jnp.array(r), m), naive.sum_returns(r, m), atol=1e-5)
-    np.testing.assert_allclose(pj.sum_form_returns(jnp.array(r), m, 0.9), naive.sum_returns(r, m, 0.9), atol=1e-5)
+    np.testing.assert_allclose(
+        pj.sum_form_returns(jnp.array(r), m, 0.9), naive.sum_returns(r, m, 0.9), atol=1e-5
+    )
     np.testing.assert_allclose(pj.min_form_returns(jnp.array(r), e, m), naive.min_returns(r, e, m), atol=1e-6)
-    np.testing.assert_allclose(pj.worst_step_returns(jnp.array(r), e, m), naive.worst_step_returns(r, e, m),
-                               atol=1e-6)
-    np.testing.assert_allclose(pj.all_token_min_returns(jnp.array(r), m), naive.all_token_min_returns(r, m),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        pj.worst_step_returns(jnp.array(r), e, m), naive.worst_step_returns(r, e, m), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        pj.all_token_min_returns(jnp.array(r), m), naive.all_token_min_returns(r, m), atol=1e-6
+    )
     for temperature in (0.05, 0.1, 1.0, 10.0):
-        np.testing.assert_allclose(pj.soft_min_rewards(jnp.array(r), e, temperature),
-                                   naive.soft_min_rewards(r, e, temperature), atol=1e-5)
+        np.testing.assert_allclose(
+            pj.soft_min_rewards(jnp.array(r), e, temperature),
+            naive.soft_min_rewards(r, e, temperature),
+            atol=1e-5,
+        )
 
 
 def test_per_step_discount_array():
@@ -150,8 +162,10 @@ def test_soft_min_tends_to_worst_step():
     for _ in range(5):
         r, e, m = _random_case(rng, 20, "full")
         worst = pj.worst_step_returns(jnp.array(r), e, m)
-        errors = [float(jnp.max(jnp.abs(pj.soft_min_returns(jnp.array(r), e, m, t) - worst)))
-                  for t in (1.0, 0.1, 0.01, 0.001)]
+        errors = [
+            float(jnp.max(jnp.abs(pj.soft_min_returns(jnp.array(r), e, m, t) - worst)))
+            for t in (1.0, 0.1, 0.01, 0.001)
+        ]
         assert errors[-1] < 1e-3, errors
         assert all(a >= b - 1e-7 for a, b in zip(errors, errors[1:])), errors
 
@@ -167,8 +181,12 @@ def test_one_step_all_min_forms_agree():
     e = jnp.array([0, 0, 0, 1, 0], bool)
     m = jnp.array([1, 1, 1, 1, 0], bool)
     expected = np.array([-0.3, -0.3, -0.3, -0.3, 0.0])
-    for value in (pj.min_form_returns(r, e, m), pj.soft_min_returns(r, e, m, 0.1),
-                  pj.worst_step_returns(r, e, m), pj.sum_form_returns(r, m)):
+    for value in (
+        pj.min_form_returns(r, e, m),
+        pj.soft_min_returns(r, e, m, 0.1),
+        pj.worst_step_returns(r, e, m),
+        pj.sum_form_returns(r, m),
+    ):
         np.testing.assert_allclose(value, expected, atol=1e-6)
 
 
@@ -197,7 +215,9 @@ def test_soft_min_gradient_is_finite_and_matches_finite_differences():
 
 def test_temperature_can_be_vmapped():
     r = jnp.array([0.9, -0.6, 0.7])
-    sweep = jax.vmap(pj.soft_min_returns, (None, None, None, 0))(r, _ones(3), _ones(3), jnp.array([0.01, 0.1, 1.0]))
+    sweep = jax.vmap(pj.soft_min_returns, (None, None, None, 0))(
+        r, _ones(3), _ones(3), jnp.array([0.01, 0.1, 1.0])
+    )
     for i, t in enumerate((0.01, 0.1, 1.0)):
         np.testing.assert_allclose(sweep[i], pj.soft_min_returns(r, _ones(3), _ones(3), t), atol=1e-6)
 

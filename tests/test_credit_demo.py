@@ -1,4 +1,5 @@
 """The README's demo runs and shows the hack it claims to show."""
+
 import jax.numpy as jnp
 
 import purejax as pj

@@ -1,4 +1,5 @@
 """Prompt datasets: counts, normalised records, ref_answer isolation, clear errors."""
+
 import dataclasses
 import json
 
@@ -26,14 +27,15 @@ def test_reference_answers_are_a_separate_eval_only_mapping():
     assert refs["train/0"] == "118" and prompts[0].answer is None
 
 
-@pytest.mark.parametrize("name, size", [("math500", 500), ("minerva_math", 272),
-                                        ("olympiadbench", 675), ("aime24", 30), ("amc23", 40)])
+@pytest.mark.parametrize(
+    "name, size",
+    [("math500", 500), ("minerva_math", 272), ("olympiadbench", 675), ("aime24", 30), ("amc23", 40)],
+)
 def test_benchmark_sizes_and_normalised_answers(name, size):
     prompts = data.load_benchmark(name)
     assert len(prompts) == size
     assert len({p.id for p in prompts}) == size
-    assert all(isinstance(p.answer, str) and p.answer.strip() and p.question.strip()
-               for p in prompts)
+    assert all(isinstance(p.answer, str) and p.answer.strip() and p.question.strip() for p in prompts)
 
 
 def test_benchmark_answer_normalisation():
@@ -51,8 +53,10 @@ def test_missing_file_and_bad_records_name_file_record_and_field(tmp_path):
     with pytest.raises(data.DataError, match=r"train.json: record 1 has no field 'answer'"):
         data.load_train_prompts(str(bad))
     bench = tmp_path / "b.jsonl"
-    bench.write_text('{"problem": "p", "answer": "1", "unique_id": "a"}\n'
-                     '{"problem": "", "answer": "2", "unique_id": "b"}\n')
+    bench.write_text(
+        '{"problem": "p", "answer": "1", "unique_id": "a"}\n'
+        '{"problem": "", "answer": "2", "unique_id": "b"}\n'
+    )
     with pytest.raises(data.DataError, match=r"b.jsonl: record 1 field 'problem' must be"):
         data.load_benchmark("math500", str(bench))
     with pytest.raises(data.DataError, match="Did you mean 'math500'"):

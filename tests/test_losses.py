@@ -1,4 +1,5 @@
 """Losses, KL estimators and entropy against hand computation and naive loops."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,9 +22,12 @@ def _inputs(seed, n=16):
 def test_clipped_surrogate_against_naive(seed, clip):
     logp, old, adv = _inputs(seed)
     lo, hi, dual = clip
-    np.testing.assert_allclose(pj.clipped_surrogate_loss(logp, old, adv, lo, hi, dual),
-                               naive.ppo_loss(np.array(logp), np.array(old), np.array(adv), lo, hi, dual),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        pj.clipped_surrogate_loss(logp, old, adv, lo, hi, dual),
+        naive.ppo_loss(np.array(logp), np.array(old), np.array(adv), lo, hi, dual),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_clipped_surrogate_hand_computed():
@@ -33,8 +37,11 @@ def test_clipped_surrogate_hand_computed():
     adv = jnp.array([1.0, -1.0, 2.0])
     np.testing.assert_allclose(pj.clipped_surrogate_loss(logp, old, adv), [-1.2, 0.8, -2.0], rtol=1e-6)
     # Dual clip bounds a huge ratio with negative advantage at c |A|.
-    np.testing.assert_allclose(pj.clipped_surrogate_loss(jnp.log(jnp.array([10.0])), jnp.zeros(1),
-                                                         jnp.array([-1.0]), dual_clip=3.0), [3.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        pj.clipped_surrogate_loss(jnp.log(jnp.array([10.0])), jnp.zeros(1), jnp.array([-1.0]), dual_clip=3.0),
+        [3.0],
+        rtol=1e-6,
+    )
     np.testing.assert_array_equal(pj.ratio_clipped(logp, old, adv), [True, True, False])
 
 
@@ -50,7 +57,8 @@ def test_surrogate_gradients_finite_and_masked():
     mask = jnp.arange(16) < 9
     adv = jnp.where(mask, adv, jnp.nan)  # garbage on padding must not leak
     loss = lambda x: pj.aggregate_loss(
-        pj.clipped_surrogate_loss(x, old, jnp.where(mask, adv, 0.0))[None], mask[None]).mean()
+        pj.clipped_surrogate_loss(x, old, jnp.where(mask, adv, 0.0))[None], mask[None]
+    ).mean()
     grad = jax.grad(loss)(logp)
     assert np.all(np.isfinite(grad))
     np.testing.assert_array_equal(grad[9:], 0.0)
@@ -62,7 +70,7 @@ def test_kl_estimators():
     ref = jnp.log(jnp.array([0.25, 0.4]))
     d = np.array(ref - logp)
     np.testing.assert_allclose(pj.kl_k1(logp, ref), -d, rtol=1e-6)
-    np.testing.assert_allclose(pj.kl_k2(logp, ref), 0.5 * d ** 2, rtol=1e-6)
+    np.testing.assert_allclose(pj.kl_k2(logp, ref), 0.5 * d**2, rtol=1e-6)
     np.testing.assert_allclose(pj.kl_k3(logp, ref), np.exp(d) - d - 1, rtol=1e-5)
     assert np.all(np.asarray(pj.kl_k3(logp, ref)) >= 0)
     np.testing.assert_allclose(pj.kl_penalty(logp, ref, "k1"), pj.kl_k1(logp, ref))
@@ -89,8 +97,9 @@ def test_k3_clamps_extreme_log_ratios():
 def test_entropy_from_logits():
     logits = jnp.array([[0.0, 0.0, 0.0, 0.0], [10.0, -10.0, -10.0, -10.0], [1.0, 2.0, 3.0, 4.0]])
     p = jax.nn.softmax(logits[2])
-    np.testing.assert_allclose(pj.entropy_from_logits(logits),
-                               [np.log(4), 0.0, -float(jnp.sum(p * jnp.log(p)))], atol=1e-5)
+    np.testing.assert_allclose(
+        pj.entropy_from_logits(logits), [np.log(4), 0.0, -float(jnp.sum(p * jnp.log(p)))], atol=1e-5
+    )
     assert np.all(np.isfinite(jax.grad(lambda z: jnp.sum(pj.entropy_from_logits(z)))(logits)))
 
 

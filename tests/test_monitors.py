@@ -1,4 +1,5 @@
 """Reward-hacking statistics and alarms, metrics.jsonl and checkpoints."""
+
 import json
 import os
 
@@ -11,9 +12,15 @@ from purejax import checkpoint, metrics_log, monitors
 
 
 def _stats(**overrides):
-    base = {"rollout/process_reward_sum": 0.3, "rollout/vr_accuracy": 0.5, "rollout/steps_mean": 4.0,
-            "rollout/length_mean": 40.0, "rollout/frac_0_step": 0.0, "rollout/frac_1_step": 0.05,
-            "rollout/repetition": 0.05}
+    base = {
+        "rollout/process_reward_sum": 0.3,
+        "rollout/vr_accuracy": 0.5,
+        "rollout/steps_mean": 4.0,
+        "rollout/length_mean": 40.0,
+        "rollout/frac_0_step": 0.0,
+        "rollout/frac_1_step": 0.05,
+        "rollout/repetition": 0.05,
+    }
     base.update(overrides)
     return base
 
@@ -22,9 +29,14 @@ def test_rollout_stats_hand_computed():
     mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], bool)
     ends = np.array([[0, 1, 0, 1], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], bool)
     stats = monitors.rollout_stats(
-        response_mask=mask, step_end=ends, truncated=np.array([0, 0, 0, 1], bool),
-        process_reward_sum=np.array([0.5, 0.2, 0.9, 0.1]), prm_min=np.array([0.4, -0.2, 0.9, 0.1]),
-        vr_correct=np.array([1.0, 0.0, np.nan, 0.0]), texts=["ab", "abab", "", "xyz"])
+        response_mask=mask,
+        step_end=ends,
+        truncated=np.array([0, 0, 0, 1], bool),
+        process_reward_sum=np.array([0.5, 0.2, 0.9, 0.1]),
+        prm_min=np.array([0.4, -0.2, 0.9, 0.1]),
+        vr_correct=np.array([1.0, 0.0, np.nan, 0.0]),
+        texts=["ab", "abab", "", "xyz"],
+    )
     assert stats["rollout/length_mean"] == 2.75
     assert stats["rollout/length_correct"] == 4.0
     assert stats["rollout/length_incorrect"] == 3.0
@@ -48,9 +60,15 @@ def test_no_alarm_on_a_healthy_run():
 def test_sum_form_hacking_signature():
     monitor = monitors.HackingMonitor()
     for i in range(12):
-        alarms = monitor.update(_stats(**{"rollout/process_reward_sum": 0.3 + 0.2 * i,
-                                          "rollout/vr_accuracy": max(0.5 - 0.05 * i, 0.0),
-                                          "rollout/steps_mean": 4.0 + 2.0 * i}))
+        alarms = monitor.update(
+            _stats(
+                **{
+                    "rollout/process_reward_sum": 0.3 + 0.2 * i,
+                    "rollout/vr_accuracy": max(0.5 - 0.05 * i, 0.0),
+                    "rollout/steps_mean": 4.0 + 2.0 * i,
+                }
+            )
+        )
     assert alarms["alarm/prm_up_vr_down"] == 1.0
     assert alarms["alarm/steps_explode"] == 1.0
     assert alarms["alarm/one_step_collapse"] == 0.0

@@ -1,4 +1,5 @@
 """The notebooks run top to bottom on a CPU, and are committed without outputs."""
+
 import os
 
 import nbformat
@@ -13,16 +14,22 @@ def test_committed_without_outputs(name):
     notebook = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, f"{name}: strip outputs before committing"
+            assert not cell.outputs and cell.execution_count is None, (
+                f"{name}: strip outputs before committing"
+            )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_runs_top_to_bottom(name, tmp_path):
     from nbclient import NotebookClient
+
     notebook = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": ROOT}}).execute()
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}
+    ).execute()
+    errors = [
+        o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
     assert not errors

@@ -1,13 +1,24 @@
 """PRM step scoring, reward composition, and the shaping sources, against naive references."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from purejax import config as config_lib
-from purejax.rewards import (SOURCE_TYPES, PRMScorer, TokenBatch, compose_rewards, hash_uniform,
-                             overlong_penalty, prm_step_rewards, reasoning_pattern_rewards,
-                             repetition_score, reward_metrics, step_end_mask_bt)
+from purejax.rewards import (
+    SOURCE_TYPES,
+    PRMScorer,
+    TokenBatch,
+    compose_rewards,
+    hash_uniform,
+    overlong_penalty,
+    prm_step_rewards,
+    reasoning_pattern_rewards,
+    repetition_score,
+    reward_metrics,
+    step_end_mask_bt,
+)
 from purejax.rewards.repetition import suffix_array_lcp
 
 VOCAB, STEP_TOKEN, SEPARATORS = 13, 1, np.array([3, 7], np.int32)
@@ -28,6 +39,7 @@ def _tiny_classifier(seed=0, dim=8):
         x_bsd = (emb_vd[input_ids] + pos_sd[pos_bs]) * m_bs[..., None]
         mean_bsd = jnp.cumsum(x_bsd, axis=1) / jnp.maximum(jnp.cumsum(m_bs, axis=1), 1)[..., None]
         return jnp.tanh(mean_bsd) @ w_dc * 3.0
+
     return jax.jit(logits_fn)
 
 
@@ -41,10 +53,10 @@ def _random_batch(rng, batch=5, prompt_width=6, width=9):
     response_ids = np.zeros((batch, width), np.int32)
     response_mask = np.zeros((batch, width), bool)
     for b in range(batch):
-        prompt_ids[b, prompt_width - prompt_len[b]:] = rng.integers(2, VOCAB, prompt_len[b])
-        prompt_mask[b, prompt_width - prompt_len[b]:] = True
-        response_ids[b, :response_len[b]] = rng.integers(2, VOCAB, response_len[b])
-        response_mask[b, :response_len[b]] = True
+        prompt_ids[b, prompt_width - prompt_len[b] :] = rng.integers(2, VOCAB, prompt_len[b])
+        prompt_mask[b, prompt_width - prompt_len[b] :] = True
+        response_ids[b, : response_len[b]] = rng.integers(2, VOCAB, response_len[b])
+        response_mask[b, : response_len[b]] = True
     return prompt_ids, prompt_mask, response_ids, response_mask
 
 
@@ -96,28 +108,41 @@ def test_prm_extra_padding_changes_nothing():
     logits_fn = _tiny_classifier(1)
     prompt_ids, prompt_mask, response_ids, response_mask = _random_batch(np.random.default_rng(1))
     end_bt = step_end_mask_bt(jnp.asarray(response_ids), jnp.asarray(response_mask), SEPARATORS)
-    base = prm_step_rewards(logits_fn, prompt_ids, prompt_mask, response_ids, response_mask,
-                            end_bt, STEP_TOKEN)
+    base = prm_step_rewards(
+        logits_fn, prompt_ids, prompt_mask, response_ids, response_mask, end_bt, STEP_TOKEN
+    )
     pad = lambda x, left, right: np.pad(x, ((0, 0), (left, right)))
-    wide = prm_step_rewards(logits_fn, pad(prompt_ids, 3, 0), pad(prompt_mask, 3, 0),
-                            pad(response_ids, 0, 4), pad(response_mask, 0, 4),
-                            pad(np.asarray(end_bt), 0, 4), STEP_TOKEN)
-    np.testing.assert_allclose(np.asarray(wide)[:, :base.shape[1]], base, atol=1e-6)
+    wide = prm_step_rewards(
+        logits_fn,
+        pad(prompt_ids, 3, 0),
+        pad(prompt_mask, 3, 0),
+        pad(response_ids, 0, 4),
+        pad(response_mask, 0, 4),
+        pad(np.asarray(end_bt), 0, 4),
+        STEP_TOKEN,
+    )
+    np.testing.assert_allclose(np.asarray(wide)[:, : base.shape[1]], base, atol=1e-6)
 
 
 def test_prm_rejects_wrong_logits_shape():
     prompt_ids, prompt_mask, response_ids, response_mask = _random_batch(np.random.default_rng(2))
     bad = lambda ids, mask: jnp.zeros(ids.shape + (3,))
     with pytest.raises(AssertionError, match="logits_fn must return"):
-        prm_step_rewards(bad, prompt_ids, prompt_mask, response_ids, response_mask,
-                         response_mask, STEP_TOKEN)
+        prm_step_rewards(bad, prompt_ids, prompt_mask, response_ids, response_mask, response_mask, STEP_TOKEN)
 
 
 # ---------------------------------------------------------------- composition
 
+
 def _text_batch():
-    texts = ["First, x=1.\n\nTherefore $\\boxed{2}$", "wait \\boxed{3}", "no answer",
-             "$\\boxed{5}$", "\\boxed{5}", "hmm"]
+    texts = [
+        "First, x=1.\n\nTherefore $\\boxed{2}$",
+        "wait \\boxed{3}",
+        "no answer",
+        "$\\boxed{5}$",
+        "\\boxed{5}",
+        "hmm",
+    ]
     truths = ["2", "2", None, "5", "5", None]
     mask = np.zeros((6, 5), bool)
     for b, n in enumerate([5, 3, 4, 1, 2, 0]):
@@ -128,15 +153,16 @@ def _text_batch():
 def test_composition_weights_levels_and_baselines():
     texts, truths, mask, prompt_index = _text_batch()
     sources = {
-        "vr": config_lib.reward_source("verifiable", weight=2.0, applies_to="with_answer",
-                                       baseline="rloo", workers=0),
-        "vr_shared": config_lib.reward_source("verifiable", weight=0.5, applies_to="with_answer",
-                                              baseline="shared", workers=0),
+        "vr": config_lib.reward_source(
+            "verifiable", weight=2.0, applies_to="with_answer", baseline="rloo", workers=0
+        ),
+        "vr_shared": config_lib.reward_source(
+            "verifiable", weight=0.5, applies_to="with_answer", baseline="shared", workers=0
+        ),
         "fmt": config_lib.reward_source("format", weight=3.0, baseline="rloo"),
         "len": config_lib.reward_source("length", weight=1.0, max_len=4, buffer=2),
     }
-    out = compose_rewards(sources, texts=texts, truths=truths, response_mask=mask,
-                          prompt_index=prompt_index)
+    out = compose_rewards(sources, texts=texts, truths=truths, response_mask=mask, prompt_index=prompt_index)
     vr = np.array([1, 0, 0, 1, 1, 0], np.float32)
     fmt = np.array([1, 1, 0, 1, 1, 0], np.float32)
     # Loop reference for the overlong penalty and the last-token placement.
@@ -160,17 +186,25 @@ def test_composition_weights_levels_and_baselines():
 def test_composition_with_prm_step_source():
     logits_fn = _tiny_classifier(3)
     prompt_ids, prompt_mask, response_ids, response_mask = _random_batch(
-        np.random.default_rng(3), batch=4, width=6)
+        np.random.default_rng(3), batch=4, width=6
+    )
     end_bt = step_end_mask_bt(jnp.asarray(response_ids), jnp.asarray(response_mask), SEPARATORS)
     tokens = TokenBatch(prompt_ids, prompt_mask, response_ids, response_mask, end_bt)
     texts = ["\\boxed{1}", "x", "\\boxed{2}", "\\boxed{4}"]
     truths = ["1", None, "3", None]
-    sources = {"prm": config_lib.reward_source("prm", weight=0.5),
-               "vr": config_lib.reward_source("verifiable", applies_to="with_answer",
-                                              baseline="shared", workers=0)}
-    out = compose_rewards(sources, texts=texts, truths=truths, response_mask=response_mask,
-                          prompt_index=np.arange(4), tokens=tokens,
-                          prm=PRMScorer(logits_fn, STEP_TOKEN))
+    sources = {
+        "prm": config_lib.reward_source("prm", weight=0.5),
+        "vr": config_lib.reward_source("verifiable", applies_to="with_answer", baseline="shared", workers=0),
+    }
+    out = compose_rewards(
+        sources,
+        texts=texts,
+        truths=truths,
+        response_mask=response_mask,
+        prompt_index=np.arange(4),
+        tokens=tokens,
+        prm=PRMScorer(logits_fn, STEP_TOKEN),
+    )
     prm_r = _naive_prm(logits_fn, prompt_ids, prompt_mask, response_ids, response_mask)
     want = 0.5 * prm_r
     for b, v in enumerate([1.0, 0.0, 0.0, 0.0]):
@@ -183,8 +217,14 @@ def test_composition_with_prm_step_source():
     ends = np.asarray(end_bt)
     assert metrics["reward/prm/mean"] == pytest.approx(prm_r[ends].mean(), abs=1e-5)
     with pytest.raises(ValueError, match="prm=PRMScorer"):
-        compose_rewards({"prm": sources["prm"]}, texts=texts, truths=truths,
-                        response_mask=response_mask, prompt_index=np.arange(4), tokens=tokens)
+        compose_rewards(
+            {"prm": sources["prm"]},
+            texts=texts,
+            truths=truths,
+            response_mask=response_mask,
+            prompt_index=np.arange(4),
+            tokens=tokens,
+        )
 
 
 def test_fraction_subsample_is_per_prompt_deterministic_and_close_to_fraction():
@@ -194,8 +234,13 @@ def test_fraction_subsample_is_per_prompt_deterministic_and_close_to_fraction():
     mask = np.ones((n_prompts * k, 2), bool)
     sources = {"fmt": config_lib.reward_source("format", fraction=0.3)}
     run = lambda seed, order=slice(None): compose_rewards(
-        sources, texts=texts, truths=[None] * len(texts), response_mask=mask[order],
-        prompt_index=prompt_index[order], seed=seed).applies["fmt"]
+        sources,
+        texts=texts,
+        truths=[None] * len(texts),
+        response_mask=mask[order],
+        prompt_index=prompt_index[order],
+        seed=seed,
+    ).applies["fmt"]
     a, b = run(7), run(7)
     np.testing.assert_array_equal(a, b)  # reproducible
     by_prompt = a.reshape(n_prompts, k)
@@ -209,10 +254,11 @@ def test_fraction_subsample_is_per_prompt_deterministic_and_close_to_fraction():
 
 def test_applies_to_with_answer_and_fraction_zero():
     texts, truths, mask, prompt_index = _text_batch()
-    sources = {"a": config_lib.reward_source("format", applies_to="with_answer"),
-               "b": config_lib.reward_source("format", fraction=0.0)}
-    out = compose_rewards(sources, texts=texts, truths=truths, response_mask=mask,
-                          prompt_index=prompt_index)
+    sources = {
+        "a": config_lib.reward_source("format", applies_to="with_answer"),
+        "b": config_lib.reward_source("format", fraction=0.0),
+    }
+    out = compose_rewards(sources, texts=texts, truths=truths, response_mask=mask, prompt_index=prompt_index)
     np.testing.assert_array_equal(out.applies["a"], [t is not None for t in truths])
     np.testing.assert_array_equal(out.raw["a"], [1, 1, 0, 1, 1, 0])
     assert not out.applies["b"].any() and not out.raw["b"].any()
@@ -223,8 +269,13 @@ def test_noise_flips_with_probability_p_reproducibly():
     n = 4000
     texts = ["\\boxed{1}"] * n
     sources = {"noisy": config_lib.reward_source("noise", inner="format", p=0.25)}
-    kwargs = dict(texts=texts, truths=[None] * n, response_mask=np.ones((n, 1), bool),
-                  prompt_index=np.arange(n) // 8, seed=3)
+    kwargs = dict(
+        texts=texts,
+        truths=[None] * n,
+        response_mask=np.ones((n, 1), bool),
+        prompt_index=np.arange(n) // 8,
+        seed=3,
+    )
     a = compose_rewards(sources, step=5, **kwargs).raw["noisy"]
     assert set(np.unique(a)) == {0.0, 1.0}
     assert abs((a == 0).mean() - 0.25) < 0.03
@@ -240,6 +291,7 @@ def test_hash_uniform_is_uniform_and_stateless():
 
 # ---------------------------------------------------------------- shaping sources
 
+
 def _naive_repetition(text):
     n = len(text)
     if n < 2:
@@ -251,13 +303,14 @@ def _naive_repetition(text):
         while k < min(len(x), len(y)) and x[k] == y[k]:
             k += 1
         return k
+
     return 2 * sum(lcp(a, b) for a, b in zip(suffixes, suffixes[1:])) / (n * (n + 1))
 
 
 def test_repetition_score_matches_naive():
     rng = np.random.default_rng(0)
     for _ in range(200):
-        alphabet = "abcdé\n"[:rng.integers(1, 7)]
+        alphabet = "abcdé\n"[: rng.integers(1, 7)]
         text = "".join(rng.choice(list(alphabet), rng.integers(0, 50)))
         assert repetition_score(text) == pytest.approx(_naive_repetition(text), abs=1e-12)
     text = "The answer is 5. " * 20 + "Done"
@@ -281,15 +334,23 @@ def test_repetition_cap_keeps_the_tail():
 
 def test_repetition_source_penalises_above_threshold():
     texts = ["Let me think. " * 30, "A short, varied answer: 42."]
-    out = compose_rewards({"rep": config_lib.reward_source("repetition", penalty=0.5)},
-                          texts=texts, truths=[None, None], response_mask=np.ones((2, 1), bool),
-                          prompt_index=np.arange(2))
+    out = compose_rewards(
+        {"rep": config_lib.reward_source("repetition", penalty=0.5)},
+        texts=texts,
+        truths=[None, None],
+        response_mask=np.ones((2, 1), bool),
+        prompt_index=np.arange(2),
+    )
     np.testing.assert_array_equal(out.raw["rep"], [-0.5, 0.0])
 
 
 def test_reasoning_pattern_is_bounded_and_counts_distinct_phrases():
-    texts = ["Wait, wait, wait.", "First, let's verify. Therefore x. Double-check: yes. Wait.",
-             "Firstly no match", "FIRST Alternatively let's check let me verify therefore wait"]
+    texts = [
+        "Wait, wait, wait.",
+        "First, let's verify. Therefore x. Double-check: yes. Wait.",
+        "Firstly no match",
+        "FIRST Alternatively let's check let me verify therefore wait",
+    ]
     got = reasoning_pattern_rewards(texts, per_phrase=0.1, max_phrases=5)
     np.testing.assert_allclose(got, [0.1, 0.5, 0.0, 0.5], atol=1e-7)
 
@@ -300,7 +361,8 @@ def test_overlong_penalty_matches_dapo():
 
 
 def test_all_builtin_source_types_registered():
-    assert {"prm", "verifiable", "reasoning_pattern", "repetition", "length", "format",
-            "noise"} <= set(SOURCE_TYPES)
+    assert {"prm", "verifiable", "reasoning_pattern", "repetition", "length", "format", "noise"} <= set(
+        SOURCE_TYPES
+    )
     assert SOURCE_TYPES["prm"].kind == "jax" and SOURCE_TYPES["prm"].level == "step"
     assert SOURCE_TYPES["verifiable"].kind == "host"

@@ -1,4 +1,5 @@
 """SFT step and the cached warm start of the arithmetic miniature."""
+
 import json
 import os
 
@@ -22,8 +23,15 @@ def tokenizer():
 
 
 def _tiny_model(vocab, seed=0):
-    config = DecoderConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_layers=1,
-                           num_heads=2, num_kv_heads=1, tie_word_embeddings=True)
+    config = DecoderConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+        tie_word_embeddings=True,
+    )
     return init_model(config, seed)
 
 
@@ -38,8 +46,9 @@ def test_encode_examples_masks_the_response_and_eos(tokenizer):
         assert batch.input_ids[i, :n].tolist() == p_ids + r_ids + [tokenizer.eos_token_id]
         assert (batch.input_ids[i, n:] == tokenizer.pad_token_id).all()
         assert batch.attention_mask[i].tolist() == [True] * n + [False] * (48 - n)
-        assert batch.loss_mask[i].tolist() == ([False] * len(p_ids) + [True] * (len(r_ids) + 1)
-                                               + [False] * (48 - n))
+        assert batch.loss_mask[i].tolist() == (
+            [False] * len(p_ids) + [True] * (len(r_ids) + 1) + [False] * (48 - n)
+        )
     with pytest.raises(ValueError, match="example 0 needs .* tokens .* raise max_len"):
         sft.encode_examples(tokenizer, prompts, responses, max_len=10)
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
@@ -63,8 +72,7 @@ def test_loss_ignores_prompt_targets_and_padding(tokenizer):
     model = _tiny_model(len(tokenizer))
     graphdef, params = nnx.split(model)
     loss_fn = jax.jit(lambda p, b: sft.sft_loss(nnx.merge(graphdef, p), b)[0])
-    batch = sft.encode_examples(tokenizer, ["Question: Compute 3 + 4.\nAnswer:\n"],
-                                ["3 + 4 = 7"], max_len=32)
+    batch = sft.encode_examples(tokenizer, ["Question: Compute 3 + 4.\nAnswer:\n"], ["3 + 4 = 7"], max_len=32)
     loss = loss_fn(params, jax.tree.map(jnp.asarray, batch))
     # Changing padded tokens changes neither the context of real tokens nor the targets.
     ids = batch.input_ids.copy()
@@ -72,8 +80,11 @@ def test_loss_ignores_prompt_targets_and_padding(tokenizer):
     loss2 = loss_fn(params, jax.tree.map(jnp.asarray, batch._replace(input_ids=ids)))
     np.testing.assert_allclose(loss, loss2, rtol=1e-6)
     # Reference: mean of -log p over the response tokens only.
-    logits = np.asarray(jax.jit(lambda p, i, m: nnx.merge(graphdef, p)(i, m))(
-        params, jnp.asarray(batch.input_ids), jnp.asarray(batch.attention_mask)))
+    logits = np.asarray(
+        jax.jit(lambda p, i, m: nnx.merge(graphdef, p)(i, m))(
+            params, jnp.asarray(batch.input_ids), jnp.asarray(batch.attention_mask)
+        )
+    )
     logp = np.asarray(jax.nn.log_softmax(logits, axis=-1))
     where = np.flatnonzero(batch.loss_mask[0])
     want = -np.mean([logp[0, t - 1, batch.input_ids[0, t]] for t in where])
@@ -82,8 +93,9 @@ def test_loss_ignores_prompt_targets_and_padding(tokenizer):
 
 def test_sft_loss_decreases_on_a_tiny_run(tokenizer):
     problems = arith.make_problems("train", 32, seed=0)
-    data = sft.encode_examples(tokenizer, [p.prompt for p in problems],
-                               [arith.render_trace(p) for p in problems], max_len=96)
+    data = sft.encode_examples(
+        tokenizer, [p.prompt for p in problems], [arith.render_trace(p) for p in problems], max_len=96
+    )
     model = _tiny_model(len(tokenizer))
     optimizer = sft.make_optimizer(1e-2, 30, 3)
     graphdef, state = sft.init_sft_state(model, optimizer)
@@ -105,13 +117,28 @@ def test_make_optimizer_bad_arguments():
 
 # ---------------------------------------------------------------- warm start and its cache
 
+
 def _tiny_config(cache_dir):
-    config = warmstart.load_sft_config(CONFIG_PATH, [
-        f"cache_dir='{cache_dir}'", "tokenizer.problems=200", "tokenizer.vocab_size=150",
-        "data.problems=64", "model.hidden_size=32", "model.intermediate_size=64",
-        "model.num_layers=1", "model.num_heads=2", "model.num_kv_heads=1", "train.steps=4",
-        "train.batch_size=8", "train.warmup_steps=1", "eval.problems=8", "eval.batch_size=8",
-        "eval.max_new_tokens=8"])
+    config = warmstart.load_sft_config(
+        CONFIG_PATH,
+        [
+            f"cache_dir='{cache_dir}'",
+            "tokenizer.problems=200",
+            "tokenizer.vocab_size=150",
+            "data.problems=64",
+            "model.hidden_size=32",
+            "model.intermediate_size=64",
+            "model.num_layers=1",
+            "model.num_heads=2",
+            "model.num_kv_heads=1",
+            "train.steps=4",
+            "train.batch_size=8",
+            "train.warmup_steps=1",
+            "eval.problems=8",
+            "eval.batch_size=8",
+            "eval.max_new_tokens=8",
+        ],
+    )
     return config
 
 
@@ -129,6 +156,7 @@ def test_warm_start_is_cached_and_reused(tmp_path, monkeypatch):
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached warm start was retrained")
+
     monkeypatch.setattr(warmstart, "train_and_save", no_training)
     second = warmstart.warm_start(config, progress=False)
     assert not second.trained and second.path == first.path
@@ -137,6 +165,7 @@ def test_warm_start_is_cached_and_reused(tmp_path, monkeypatch):
     # The saved checkpoint loads back with the project's loaders.
     from transformers import AutoTokenizer
     from purejax.models import load_pretrained
+
     model = load_pretrained(first.path)
     tok = AutoTokenizer.from_pretrained(first.path)
     assert model.config.vocab_size == len(tok) and model.config.eos_token_id == tok.eos_token_id
@@ -149,6 +178,7 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
         with open(os.path.join(out_dir, "model.safetensors"), "w") as f:
             f.write("partial")
         raise KeyboardInterrupt  # e.g. Ctrl-C half-way through writing
+
     monkeypatch.setattr(warmstart, "train_and_save", crash)
     with pytest.raises(KeyboardInterrupt):
         warmstart.warm_start(config, progress=False)
@@ -161,6 +191,7 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
         with open(os.path.join(out_dir, warmstart.MARKER), "w") as f:
             json.dump({"metrics": {"accuracy": 0.5}}, f)
         return {"accuracy": 0.5}
+
     monkeypatch.setattr(warmstart, "train_and_save", fake_train)
     result = warmstart.warm_start(config, progress=False)
     assert result.trained and os.listdir(root) == [os.path.basename(result.path)]

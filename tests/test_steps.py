@@ -1,4 +1,5 @@
 """Step splitting: separator ids from a real (locally built) BPE tokenizer, step ends."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,11 +13,24 @@ import purejax as pj
 @pytest.fixture(scope="module")
 def tokenizer():
     # BPE merges the separator into ".\n\n", "$$\n\n" and "\n\n\n", as Qwen's vocabulary does.
-    vocab = {"<eos>": 0, "a": 1, "b": 2, ".": 3, "\n": 4, "\n\n": 5, ".\n\n": 6, "$$": 7,
-             "$$\n\n": 8, "\n\n\n": 9, "\n\na": 10, "$": 11}
+    vocab = {
+        "<eos>": 0,
+        "a": 1,
+        "b": 2,
+        ".": 3,
+        "\n": 4,
+        "\n\n": 5,
+        ".\n\n": 6,
+        "$$": 7,
+        "$$\n\n": 8,
+        "\n\n\n": 9,
+        "\n\na": 10,
+        "$": 11,
+    }
     merges = [("$", "$"), ("\n", "\n"), (".", "\n\n"), ("$$", "\n\n"), ("\n\n", "\n"), ("\n\n", "a")]
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=merges)),
-                                   eos_token="<eos>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=merges)), eos_token="<eos>"
+    )
 
 
 def test_separator_ids_match_a_naive_scan(tokenizer):
@@ -40,7 +54,7 @@ def test_step_end_mask_on_encoded_text(tokenizer):
     assert ids == [1, 6, 2, 5, 2, 8, 2, 10, 2, 0]
     width = 12
     tokens = np.zeros(width, np.int32)
-    tokens[:len(ids)] = ids
+    tokens[: len(ids)] = ids
     mask = np.arange(width) < len(ids)
     ends = pj.step_end_mask(jnp.array(tokens), jnp.array(mask), pj.separator_ids(tokenizer))
     expected = np.zeros(width, bool)

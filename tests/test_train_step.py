@@ -1,4 +1,5 @@
 """The jitted PPO/PURE update on a tiny random policy."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,21 +14,37 @@ VOCAB, P, T, K, PROMPTS = 32, 4, 6, 4, 2
 
 
 def _config(**ppo_overrides):
-    config = ml_collections.ConfigDict(dict(
-        total_steps=10,
-        rollout=dict(samples_per_prompt=K),
-        advantage=dict(credit="min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=False),
-        optim=dict(lr=1e-2, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0),
-        ppo=dict(clip_eps_low=0.2, clip_eps_high=0.2, dual_clip=0.0, epochs=1, minibatches=1, kl_beta=1e-3,
-                 kl_estimator="k3", kl_in="reward", loss_agg="token-mean", ratio_guard=0.0),
-    ))
+    config = ml_collections.ConfigDict(
+        dict(
+            total_steps=10,
+            rollout=dict(samples_per_prompt=K),
+            advantage=dict(credit="min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=False),
+            optim=dict(lr=1e-2, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0),
+            ppo=dict(
+                clip_eps_low=0.2,
+                clip_eps_high=0.2,
+                dual_clip=0.0,
+                epochs=1,
+                minibatches=1,
+                kl_beta=1e-3,
+                kl_estimator="k3",
+                kl_in="reward",
+                loss_agg="token-mean",
+                ratio_guard=0.0,
+            ),
+        )
+    )
     config.ppo.update(ppo_overrides)
     return config
 
 
 def _policy(seed=0):
-    return init_model(DecoderConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_layers=2,
-                                    num_heads=4, num_kv_heads=2), seed=seed)
+    return init_model(
+        DecoderConfig(
+            vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2
+        ),
+        seed=seed,
+    )
 
 
 def _batch(seed=0):
@@ -42,9 +59,13 @@ def _batch(seed=0):
     rewards = np.where(ends, rng.uniform(-1, 1, (b, T)), 0).astype(np.float32)
     return ts.RolloutBatch(
         prompt_ids=jnp.array(np.where(prompt_mask, rng.integers(1, VOCAB, (b, P)), 0), jnp.int32),
-        prompt_mask=jnp.array(prompt_mask), response_ids=jnp.array(rng.integers(1, VOCAB, (b, T)), jnp.int32),
-        response_mask=jnp.array(resp_mask), step_end=jnp.array(ends), step_rewards=jnp.array(rewards),
-        seq_rewards=jnp.array(rng.integers(0, 2, b), jnp.float32))
+        prompt_mask=jnp.array(prompt_mask),
+        response_ids=jnp.array(rng.integers(1, VOCAB, (b, T)), jnp.int32),
+        response_mask=jnp.array(resp_mask),
+        step_end=jnp.array(ends),
+        step_rewards=jnp.array(rewards),
+        seq_rewards=jnp.array(rng.integers(0, 2, b), jnp.float32),
+    )
 
 
 def _setup(config, seed=0):
@@ -85,9 +106,15 @@ def test_first_update_is_the_policy_gradient(default_setup):
     np.testing.assert_array_equal(jax.tree.leaves(state.ref_params)[0], jax.tree.leaves(params0)[0])
 
     # Independent check of the advantage and the loss value.
-    adv = pj.pure_advantages(batch.step_rewards, batch.step_end, batch.response_mask, K,
-                             config.advantage, seq_r_b=batch.seq_rewards,
-                             dense_r_bt=jnp.zeros_like(batch.step_rewards)).advantages
+    adv = pj.pure_advantages(
+        batch.step_rewards,
+        batch.step_end,
+        batch.response_mask,
+        K,
+        config.advantage,
+        seq_r_b=batch.seq_rewards,
+        dense_r_bt=jnp.zeros_like(batch.step_rewards),
+    ).advantages
     np.testing.assert_allclose(metrics["pg_loss"], -pj.masked_mean(adv, batch.response_mask), atol=1e-3)
 
 
@@ -95,10 +122,21 @@ def test_repeated_updates_raise_the_likelihood_of_rewarded_responses(default_set
     config, graphdef, fresh_state, step = default_setup
     state = fresh_state()
     batch = _batch(1)
-    adv = pj.pure_advantages(batch.step_rewards, batch.step_end, batch.response_mask, K, config.advantage,
-                             seq_r_b=batch.seq_rewards).advantages
-    score = lambda params: float(jnp.sum(
-        ts._logp_of(ts.response_logits(graphdef, params, (), batch), batch.response_ids) * adv * batch.response_mask))
+    adv = pj.pure_advantages(
+        batch.step_rewards,
+        batch.step_end,
+        batch.response_mask,
+        K,
+        config.advantage,
+        seq_r_b=batch.seq_rewards,
+    ).advantages
+    score = lambda params: float(
+        jnp.sum(
+            ts._logp_of(ts.response_logits(graphdef, params, (), batch), batch.response_ids)
+            * adv
+            * batch.response_mask
+        )
+    )
     before = score(state.params)
     for i in range(5):
         state, metrics = step(state, batch, jax.random.PRNGKey(i))

@@ -1,4 +1,5 @@
 """The host loop end to end on configs/smoke.py: outputs, exact resume, bad input."""
+
 import json
 import os
 
@@ -46,12 +47,26 @@ def test_outputs(uninterrupted):
     assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
     assert "eval/accuracy" in records[0] and "eval/accuracy" in records[2] and "eval/accuracy" in records[4]
     assert "eval/accuracy" not in records[1]
-    for key in ("train/loss", "train/kl_reward", "train/rollout/vr_accuracy", "train/rollout/process_reward_sum",
-                "train/rollout/prm_vr_agreement", "train/rollout/length_correct", "train/rollout/truncation_ratio",
-                "train/rollout/steps_mean", "train/rollout/frac_0_step", "train/rollout/frac_1_step",
-                "train/rollout/repetition", "train/entropy", "train/clip_fraction", "train/return_mean",
-                "train/advantage_std", "train/alarm/prm_up_vr_down", "train/reward/prm/mean",
-                "train/reward/vr/mean"):
+    for key in (
+        "train/loss",
+        "train/kl_reward",
+        "train/rollout/vr_accuracy",
+        "train/rollout/process_reward_sum",
+        "train/rollout/prm_vr_agreement",
+        "train/rollout/length_correct",
+        "train/rollout/truncation_ratio",
+        "train/rollout/steps_mean",
+        "train/rollout/frac_0_step",
+        "train/rollout/frac_1_step",
+        "train/rollout/repetition",
+        "train/entropy",
+        "train/clip_fraction",
+        "train/return_mean",
+        "train/advantage_std",
+        "train/alarm/prm_up_vr_down",
+        "train/reward/prm/mean",
+        "train/reward/vr/mean",
+    ):
         assert key in records[1], key
     assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
     samples = (workdir / "samples" / "step_000002.jsonl").read_text().splitlines()
@@ -67,14 +82,16 @@ def test_resume_equals_uninterrupted(smoke_config, task, uninterrupted, tmp_path
         trainer = _run(smoke_config, task, tmp_path, stop_after=stop_after - done)
         done = stop_after
     resumed = _run(smoke_config, task, tmp_path)
-    assert _without_timings(read_metrics(str(tmp_path / "metrics.jsonl"))) == \
-        _without_timings(read_metrics(str(reference_dir / "metrics.jsonl")))
+    assert _without_timings(read_metrics(str(tmp_path / "metrics.jsonl"))) == _without_timings(
+        read_metrics(str(reference_dir / "metrics.jsonl"))
+    )
     for a, b in zip(jax.tree.leaves(resumed.state.params), jax.tree.leaves(reference.state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_cli_refuses_a_bad_config_before_compiling(tmp_path, capsys):
     from experiments import train
+
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--config", SMOKE, "--workdir", str(tmp_path), "--config.advantage.temprature=0.1"])
     message = str(exit_info.value)

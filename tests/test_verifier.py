@@ -1,4 +1,5 @@
 """The math verifier: MATH500 golds, equivalent forms, hostile input, pool robustness."""
+
 import json
 import re
 import threading
@@ -24,7 +25,7 @@ def _perturb(gold: str) -> str:
     else `\\text{not ...}`, else `(gold)+1`."""
     number = re.search(r"\d+", gold)
     if number:
-        return gold[:number.start()] + str(int(number.group()) + 1) + gold[number.end():]
+        return gold[: number.start()] + str(int(number.group()) + 1) + gold[number.end() :]
     choice = re.fullmatch(r"\\text\{\s*\(([A-Z])\)\s*\}", gold.strip())
     if choice:
         return "\\text{(%s)}" % chr(ord(choice.group(1)) + 1)
@@ -43,33 +44,62 @@ def test_math500_golds_score_one_and_perturbed_golds_zero(pool):
     assert all(p != g for p, g in zip(map(_perturb, golds), golds))
     right = verify_batch(wrapped, golds, pool=pool)
     wrong = verify_batch(perturbed, golds, pool=pool)
-    print(f"MATH500: {int(right.sum())}/500 golds score 1, "
-          f"{int((wrong == 0).sum())}/500 perturbed golds score 0")
+    print(
+        f"MATH500: {int(right.sum())}/500 golds score 1, "
+        f"{int((wrong == 0).sum())}/500 perturbed golds score 0"
+    )
     # No gold is excluded: all 500 parse and match themselves.
     assert [g for g, s in zip(golds, right) if s != 1.0] == []
     assert [g for g, s in zip(golds, wrong) if s != 0.0] == []
 
 
 EQUIVALENT = [
-    ("0.5", "\\frac{1}{2}"), ("1/2", "\\frac{1}{2}"), ("\\dfrac12", "0.5"),
-    ("50\\%", "0.5"), ("0.5", "50\\%"),
-    ("2\\sqrt{2}", "\\sqrt{8}"), ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"),
-    ("(-\\infty, 3]", "(-\\infty,3]"), ("[0,1) \\cup (2, 3]", "[0, 1)\\cup(2,3]"),
-    ("(1,2)", "(1, 2)"), ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\pi/2)"),
-    ("x=3", "3"), ("3", "x = 3"),
-    ("\\text{(B)}", "B"), ("B", "\\text{(B)}"), ("(B)", "\\text{(B)}"),
-    ("30^\\circ", "30"), ("30", "30^{\\circ}"),
-    ("5\\text{ cm}", "5"), ("864 \\mbox{ inches}^2", "864"), ("\\$18.90", "18.90"),
-    ("\\text{Tuesday}", "\\text{Tuesday}"), ("\\text{tuesday}", "\\text{Tuesday}"),
+    ("0.5", "\\frac{1}{2}"),
+    ("1/2", "\\frac{1}{2}"),
+    ("\\dfrac12", "0.5"),
+    ("50\\%", "0.5"),
+    ("0.5", "50\\%"),
+    ("2\\sqrt{2}", "\\sqrt{8}"),
+    ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"),
+    ("(-\\infty, 3]", "(-\\infty,3]"),
+    ("[0,1) \\cup (2, 3]", "[0, 1)\\cup(2,3]"),
+    ("(1,2)", "(1, 2)"),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\pi/2)"),
+    ("x=3", "3"),
+    ("3", "x = 3"),
+    ("\\text{(B)}", "B"),
+    ("B", "\\text{(B)}"),
+    ("(B)", "\\text{(B)}"),
+    ("30^\\circ", "30"),
+    ("30", "30^{\\circ}"),
+    ("5\\text{ cm}", "5"),
+    ("864 \\mbox{ inches}^2", "864"),
+    ("\\$18.90", "18.90"),
+    ("\\text{Tuesday}", "\\text{Tuesday}"),
+    ("\\text{tuesday}", "\\text{Tuesday}"),
     ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
-    ("x^2+2x+1", "(x+1)^2"), ("3,2,1", "1, 2, 3"), ("1{,}000", "1000"), ("27", "27.0"),
-    ("52_8", "52_8"), ("52", "52_8"), ("4210_{5}", "4210_5"), ("2+3i", "3i+2"),
+    ("x^2+2x+1", "(x+1)^2"),
+    ("3,2,1", "1, 2, 3"),
+    ("1{,}000", "1000"),
+    ("27", "27.0"),
+    ("52_8", "52_8"),
+    ("52", "52_8"),
+    ("4210_{5}", "4210_5"),
+    ("2+3i", "3i+2"),
 ]
 DIFFERENT = [
-    ("0.6", "\\frac{1}{2}"), ("(0,1)", "[0,1)"), ("(2,1)", "(1,2)"), ("y=4", "x=3"),
-    ("\\text{(C)}", "B"), ("q-p", "p-q"), ("\\text{odd}", "\\text{even}"),
+    ("0.6", "\\frac{1}{2}"),
+    ("(0,1)", "[0,1)"),
+    ("(2,1)", "(1,2)"),
+    ("y=4", "x=3"),
+    ("\\text{(C)}", "B"),
+    ("q-p", "p-q"),
+    ("\\text{odd}", "\\text{even}"),
     ("\\begin{pmatrix}1\\\\3\\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
-    ("52_9", "52_8"), ("53_8", "52_8"), ("4.67", "\\frac{14}{3}"), ("Monday", "\\text{Tuesday}"),
+    ("52_9", "52_8"),
+    ("53_8", "52_8"),
+    ("4.67", "\\frac{14}{3}"),
+    ("Monday", "\\text{Tuesday}"),
 ]
 
 
@@ -89,20 +119,23 @@ def test_openrlhf_coding_and_missing_truth(pool):
     assert got.dtype == np.float32
 
 
-@pytest.mark.parametrize("text, answer", [
-    ("so $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
-    ("\\boxed{1} then \\boxed{2}", "2"),
-    ("\\fbox{7}", "7"),
-    ("\\boxed{1} and finally \\fbox{x^{2}}", "x^{2}"),
-    ("The answer is $\\boxed 5$.", "5"),
-    ("\\boxed {12}", "12"),
-    ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
-    ("\\boxed{\\left\\{ 3 \\right.}", "\\left\\{ 3 \\right."),
-    ("\\boxed{3} ... \\boxed{", None),  # truncated inside the last answer
-    ("no answer here", None),
-    ("\\boxedfoo{3}", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("so $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
+        ("\\boxed{1} then \\boxed{2}", "2"),
+        ("\\fbox{7}", "7"),
+        ("\\boxed{1} and finally \\fbox{x^{2}}", "x^{2}"),
+        ("The answer is $\\boxed 5$.", "5"),
+        ("\\boxed {12}", "12"),
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("\\boxed{\\left\\{ 3 \\right.}", "\\left\\{ 3 \\right."),
+        ("\\boxed{3} ... \\boxed{", None),  # truncated inside the last answer
+        ("no answer here", None),
+        ("\\boxedfoo{3}", None),
+        ("", None),
+    ],
+)
 def test_extract_answer(text, answer):
     assert extract_answer(text) == answer
 
@@ -118,7 +151,7 @@ HOSTILE = [
     "\\boxed{__import__('os').system('touch /tmp/purejax_pwned')}",
     "\\boxed{import os; os.system('touch /tmp/purejax_pwned')}",
     "x" * 5_000_000 + "\\boxed{" + "9" * 100_000 + "}",
-    "\\boxed{2^{100000000}}",          # passes the caps: stopped by the timer
+    "\\boxed{2^{100000000}}",  # passes the caps: stopped by the timer
     "\\boxed{\\int_0^1 x^{100000} dx}",  # passes the caps: ~10 s in-process without limits
 ]
 SLOW = "\\boxed{2^{100000000}}"  # ~1 s in a worker before math-verify's timer stops it
@@ -134,6 +167,7 @@ def test_hostile_answers_score_zero_within_bound(pool, tmp_path):
         assert got.tolist() == [0.0], text[:40]
         assert elapsed < 5.0, (text[:40], elapsed)  # a bound against hangs, not a speed test
     import os
+
     assert not os.path.exists("/tmp/purejax_pwned")
     assert verify_batch(["\\boxed{5}"], ["5"], pool=pool).tolist() == [1.0]
 
@@ -151,7 +185,8 @@ def test_worker_past_its_deadline_is_killed_and_results_stay_in_order():
         np.testing.assert_array_equal(got, [1, 0, 1, 1, 0, 0])
         assert fast_pool.restarts == 2
         np.testing.assert_array_equal(
-            verify_batch(["\\boxed{2}", "\\boxed{x}"], ["2", "x"], pool=fast_pool), [1, 1])
+            verify_batch(["\\boxed{2}", "\\boxed{x}"], ["2", "x"], pool=fast_pool), [1, 1]
+        )
 
 
 def test_caps_reject_before_parsing():
@@ -166,8 +201,9 @@ def test_caps_reject_before_parsing():
 
 def test_verify_works_off_the_main_thread():
     results = []
-    worker = threading.Thread(target=lambda: results.append(
-        (verify("\\boxed{\\frac{1}{2}}", "0.5"), verify("\\boxed{3}", "0.5"))))
+    worker = threading.Thread(
+        target=lambda: results.append((verify("\\boxed{\\frac{1}{2}}", "0.5"), verify("\\boxed{3}", "0.5")))
+    )
     worker.start()
     worker.join(timeout=60)
     assert results == [(1.0, 0.0)]
@@ -176,8 +212,9 @@ def test_verify_works_off_the_main_thread():
 def test_in_process_mode_matches_pool(pool):
     texts = ["\\boxed{%s}" % a for a, _ in EQUIVALENT[:8] + DIFFERENT[:4]]
     truths = [g for _, g in EQUIVALENT[:8] + DIFFERENT[:4]]
-    np.testing.assert_array_equal(verify_batch(texts, truths, workers=0),
-                                  verify_batch(texts, truths, pool=pool))
+    np.testing.assert_array_equal(
+        verify_batch(texts, truths, workers=0), verify_batch(texts, truths, pool=pool)
+    )
 
 
 def test_mismatched_lengths_raise():

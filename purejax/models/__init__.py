@@ -1,10 +1,18 @@
 """Flax NNX Qwen2/Llama decoders with HF checkpoint interop."""
+
 from purejax.models.config import ARCHITECTURES, DecoderConfig
 from purejax.models.decoder import Decoder, init_model, positions_from_mask
 from purejax.models.hf_io import load_config, load_pretrained, save_pretrained
 from purejax.models.logprobs import token_logprobs
 
 __all__ = [
-    "ARCHITECTURES", "Decoder", "DecoderConfig", "init_model", "load_config", "load_pretrained",
-    "positions_from_mask", "save_pretrained", "token_logprobs",
+    "ARCHITECTURES",
+    "Decoder",
+    "DecoderConfig",
+    "init_model",
+    "load_config",
+    "load_pretrained",
+    "positions_from_mask",
+    "save_pretrained",
+    "token_logprobs",
 ]

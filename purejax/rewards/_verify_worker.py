@@ -9,6 +9,7 @@ Only math-verify's LaTeX extraction is used: its plain-expression extraction goe
 through sympy's `parse_expr`, which evaluates text as Python, and model output is
 never evaluated as code.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,8 +38,7 @@ def _seconds(timeout_s: float | None) -> int | None:
 def _parse(answer: str, timeout_s: float | None):
     # The answer is already isolated; `$...$` makes the whole string one LaTeX span.
     latex = "$" + _UNESCAPED_DOLLAR.sub(" ", answer) + "$"
-    return math_verify.parse(latex, extraction_config=_LATEX_ONLY,
-                             parsing_timeout=_seconds(timeout_s))
+    return math_verify.parse(latex, extraction_config=_LATEX_ONLY, parsing_timeout=_seconds(timeout_s))
 
 
 @functools.lru_cache(maxsize=4096)

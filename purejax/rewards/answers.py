@@ -3,6 +3,7 @@
 Everything here is plain string scanning, linear in the text length: it runs on
 untrusted model output before anything reaches sympy.
 """
+
 from __future__ import annotations
 
 import re
@@ -69,7 +70,7 @@ def _braced_group(text: str, open_pos: int) -> str | None:
         elif c == "}":
             depth -= 1
             if depth == 0:
-                return text[open_pos + 1:i]
+                return text[open_pos + 1 : i]
         i += 1
     return None
 
@@ -107,7 +108,7 @@ def answer_rejection(answer: str) -> str | None:
 def _factorial_of_power(answer: str) -> bool:
     """`a^{b}!` or `(...^...)!`: factorials of numbers that are already huge."""
     for match in re.finditer(r"!", answer):
-        before = answer[:match.start()].rstrip()
+        before = answer[: match.start()].rstrip()
         if before.endswith("}") or before.endswith(")"):
             opener = "{" if before.endswith("}") else "("
             closer = before[-1]
@@ -120,7 +121,7 @@ def _factorial_of_power(answer: str) -> bool:
                     if depth == 0:
                         break
                 j -= 1
-            if "^" in before[max(j - 2, 0):]:
+            if "^" in before[max(j - 2, 0) :]:
                 return True
         elif re.search(r"\d{5,}$", before):  # 10000! has 35,660 digits; graders never need it.
             return True

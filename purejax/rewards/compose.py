@@ -13,6 +13,7 @@ share the group baseline of the credit assignment (e.g. `token_mean`);
 contributes 0 on rows where it does not apply. Raw values are kept per source,
 before weighting, with the mask of rows they apply to, for logging.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple, Sequence
@@ -20,15 +21,15 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from purejax.rewards.prm import PRMScorer
-from purejax.rewards.sources import (SOURCE_TYPES, TokenBatch, applies_mask, host_rows)
+from purejax.rewards.sources import SOURCE_TYPES, TokenBatch, applies_mask, host_rows
 
 
 class ComposedRewards(NamedTuple):
-    step_r_bt: np.ndarray            # float32[B, T]
-    seq_r_b: np.ndarray              # float32[B]
-    raw: dict[str, np.ndarray]       # name -> float32[B] (sequence) or [B, T] (step), unweighted
-    applies: dict[str, np.ndarray]   # name -> bool[B]
-    levels: dict[str, str]           # name -> "step" | "sequence"
+    step_r_bt: np.ndarray  # float32[B, T]
+    seq_r_b: np.ndarray  # float32[B]
+    raw: dict[str, np.ndarray]  # name -> float32[B] (sequence) or [B, T] (step), unweighted
+    applies: dict[str, np.ndarray]  # name -> bool[B]
+    levels: dict[str, str]  # name -> "step" | "sequence"
 
 
 def _source_settings(name: str, spec) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -36,10 +37,14 @@ def _source_settings(name: str, spec) -> tuple[str, dict[str, Any], dict[str, An
     spec = dict(spec.items()) if hasattr(spec, "items") else dict(spec)
     kind = spec.get("type")
     if kind not in SOURCE_TYPES:
-        raise ValueError(f"rewards.{name}.type: unknown reward source type {kind!r}; allowed "
-                         f"values are {sorted(SOURCE_TYPES)}.")
-    common = {k: spec.get(k, d) for k, d in (("weight", 1.0), ("applies_to", "all"),
-                                             ("fraction", 1.0), ("baseline", "shared"))}
+        raise ValueError(
+            f"rewards.{name}.type: unknown reward source type {kind!r}; allowed "
+            f"values are {sorted(SOURCE_TYPES)}."
+        )
+    common = {
+        k: spec.get(k, d)
+        for k, d in (("weight", 1.0), ("applies_to", "all"), ("fraction", 1.0), ("baseline", "shared"))
+    }
     common["level"] = spec.get("level", SOURCE_TYPES[kind].level)
     params = dict(SOURCE_TYPES[kind].params)
     for key in params:
@@ -49,10 +54,18 @@ def _source_settings(name: str, spec) -> tuple[str, dict[str, Any], dict[str, An
     return kind, common, params
 
 
-def compose_rewards(sources: Mapping[str, Any], *, texts: Sequence[str],
-                    truths: Sequence[str | None], response_mask, prompt_index, step: int = 0,
-                    seed: int = 0, tokens: TokenBatch | None = None,
-                    prm: PRMScorer | None = None) -> ComposedRewards:
+def compose_rewards(
+    sources: Mapping[str, Any],
+    *,
+    texts: Sequence[str],
+    truths: Sequence[str | None],
+    response_mask,
+    prompt_index,
+    step: int = 0,
+    seed: int = 0,
+    tokens: TokenBatch | None = None,
+    prm: PRMScorer | None = None,
+) -> ComposedRewards:
     """Scores a batch with every configured source and combines them.
 
     Args:
@@ -72,15 +85,15 @@ def compose_rewards(sources: Mapping[str, Any], *, texts: Sequence[str],
     """
     mask_bt = np.asarray(response_mask).astype(bool)
     if mask_bt.ndim != 2:
-        raise ValueError(f"compose_rewards: `response_mask` must be [B, T], got shape "
-                         f"{mask_bt.shape}.")
+        raise ValueError(f"compose_rewards: `response_mask` must be [B, T], got shape {mask_bt.shape}.")
     batch, width = mask_bt.shape
     prompt_index = np.asarray(prompt_index)
-    for arg, n in (("texts", len(texts)), ("truths", len(truths)),
-                   ("prompt_index", prompt_index.shape[0])):
+    for arg, n in (("texts", len(texts)), ("truths", len(truths)), ("prompt_index", prompt_index.shape[0])):
         if n != batch:
-            raise ValueError(f"compose_rewards: `{arg}` has {n} rows but response_mask has "
-                             f"{batch}; pass one entry per response.")
+            raise ValueError(
+                f"compose_rewards: `{arg}` has {n} rows but response_mask has "
+                f"{batch}; pass one entry per response."
+            )
     lengths_b = mask_bt.sum(axis=1)
     # One-hot of the last valid token of each row; all-zero for an empty row.
     last_bt = np.zeros((batch, width), dtype=np.float32)
@@ -95,8 +108,9 @@ def compose_rewards(sources: Mapping[str, Any], *, texts: Sequence[str],
     for name, spec in sources.items():
         kind, common, params = _source_settings(name, spec)
         source = SOURCE_TYPES[kind]
-        applies_b = applies_mask(name, common["applies_to"], common["fraction"], has_answer_b,
-                                 prompt_index, seed)
+        applies_b = applies_mask(
+            name, common["applies_to"], common["fraction"], has_answer_b, prompt_index, seed
+        )
         if source.kind == "jax":
             values = np.asarray(source.fn(tokens, prm, **params), dtype=np.float32)
             values = values * applies_b[:, None] * mask_bt
@@ -104,11 +118,15 @@ def compose_rewards(sources: Mapping[str, Any], *, texts: Sequence[str],
             rows = np.flatnonzero(applies_b)
             values = np.zeros(batch, dtype=np.float32)
             if rows.size:
-                got = np.asarray(source.fn(host_rows(texts, truths, lengths_b, prompt_index, step,
-                                                     seed, rows), **params), dtype=np.float32)
+                got = np.asarray(
+                    source.fn(host_rows(texts, truths, lengths_b, prompt_index, step, seed, rows), **params),
+                    dtype=np.float32,
+                )
                 if got.shape != (rows.size,):
-                    raise ValueError(f"reward source {name!r} ({kind}) returned shape {got.shape}"
-                                     f" for {rows.size} rows; host sources return float[N].")
+                    raise ValueError(
+                        f"reward source {name!r} ({kind}) returned shape {got.shape}"
+                        f" for {rows.size} rows; host sources return float[N]."
+                    )
                 values[rows] = got
         weight = np.float32(common["weight"])
         if common["level"] == "step":

@@ -5,6 +5,7 @@ step token ("\\n") after each step and labelled on it. To score a response we
 rebuild its PRM input with every step-end token replaced by that step token,
 run one batched forward pass, and read r = p(+) - p(-) on the step ends.
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
@@ -25,12 +26,14 @@ class PRMScorer(NamedTuple):
       rows to score like unpadded ones.
     step_token_id: the id of the PRM's step token (config.prm.step_token, "\\n").
     """
+
     logits_fn: LogitsFn
     step_token_id: int
 
 
-def prm_step_rewards(logits_fn: LogitsFn, prompt_ids, prompt_mask, response_ids, response_mask,
-                     step_end_mask, step_token_id) -> jnp.ndarray:
+def prm_step_rewards(
+    logits_fn: LogitsFn, prompt_ids, prompt_mask, response_ids, response_mask, step_end_mask, step_token_id
+) -> jnp.ndarray:
     """PRM step rewards r_bt = softmax(logits)[1] - softmax(logits)[0] on step ends, 0 elsewhere.
 
     PRM input = [prompt ; response with each step-end token replaced by the step
@@ -62,12 +65,13 @@ def prm_step_rewards(logits_fn: LogitsFn, prompt_ids, prompt_mask, response_ids,
     width = response_ids.shape[1]
     end_bt = jnp.asarray(step_end_mask).astype(bool) & jnp.asarray(response_mask).astype(bool)
     prm_response_bt = jnp.where(end_bt, jnp.asarray(step_token_id, response_ids.dtype), response_ids)
-    input_ids = jnp.concatenate([jnp.asarray(prompt_ids).astype(response_ids.dtype),
-                                 prm_response_bt], axis=1)
-    attention = jnp.concatenate([jnp.asarray(prompt_mask), jnp.asarray(response_mask)],
-                                axis=1).astype(jnp.int32)
+    input_ids = jnp.concatenate([jnp.asarray(prompt_ids).astype(response_ids.dtype), prm_response_bt], axis=1)
+    attention = jnp.concatenate([jnp.asarray(prompt_mask), jnp.asarray(response_mask)], axis=1).astype(
+        jnp.int32
+    )
     logits = logits_fn(input_ids, attention)
-    chex.assert_shape(logits, (*input_ids.shape, 2),
-                      custom_message="prm_step_rewards: logits_fn must return [B, P+T, 2]")
+    chex.assert_shape(
+        logits, (*input_ids.shape, 2), custom_message="prm_step_rewards: logits_fn must return [B, P+T, 2]"
+    )
     p_bt2 = jax.nn.softmax(logits[:, -width:, :].astype(jnp.float32), axis=-1)
     return jnp.where(end_bt, p_bt2[..., 1] - p_bt2[..., 0], 0.0)

@@ -10,6 +10,7 @@ LCPs of all adjacent pairs come from the same per-level rank tables by binary
 lifting, vectorised over pairs (O(n log n)) -- the same values as Kasai's
 algorithm without its per-character Python loop.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,7 @@ def _rank_levels(codes: np.ndarray) -> list[np.ndarray]:
     k = 1
     while k < n:
         second = np.full(n, -1, dtype=np.int64)  # -1: past the end sorts first
-        second[:n - k] = rank[k:]
+        second[: n - k] = rank[k:]
         order = np.lexsort((second, rank))
         r, s = rank[order], second[order]
         starts = np.ones(n, dtype=bool)

@@ -3,6 +3,7 @@
 Each takes what it needs (decoded texts or token lengths) for N rows and
 returns float32[N]; the composition decides where they apply and their weight.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,12 +17,24 @@ from purejax.rewards.repetition import DEFAULT_MAX_CHARS, repetition_score
 # Key reasoning phrases, as in the reasoning-pattern reward of Lv et al. 2025
 # ("The Climb Carves Wisdom Deeper Than the Summit: On the Noisy Rewards in
 # Learning to Reason"), which rewards their presence with no answer check at all.
-DEFAULT_PHRASES = ("first", "let's verify", "let me verify", "double-check", "wait",
-                   "therefore", "alternatively", "let's check")
+DEFAULT_PHRASES = (
+    "first",
+    "let's verify",
+    "let me verify",
+    "double-check",
+    "wait",
+    "therefore",
+    "alternatively",
+    "let's check",
+)
 
 
-def reasoning_pattern_rewards(texts: Sequence[str], phrases: Sequence[str] = DEFAULT_PHRASES,
-                              per_phrase: float = 0.1, max_phrases: int = 5) -> np.ndarray:
+def reasoning_pattern_rewards(
+    texts: Sequence[str],
+    phrases: Sequence[str] = DEFAULT_PHRASES,
+    per_phrase: float = 0.1,
+    max_phrases: int = 5,
+) -> np.ndarray:
     """r = per_phrase * min(#distinct phrases present, max_phrases); float32[N].
 
     Case-insensitive, on word boundaries ("first" does not match "firstly");
@@ -31,13 +44,15 @@ def reasoning_pattern_rewards(texts: Sequence[str], phrases: Sequence[str] = DEF
     if not phrases:
         return np.zeros(len(texts), np.float32)
     patterns = [re.compile(r"(?<!\w)" + re.escape(p.lower()) + r"(?!\w)") for p in phrases]
-    found = np.array([[bool(p.search(t.lower())) for p in patterns] for t in texts],
-                     dtype=bool).reshape(len(texts), len(patterns))
+    found = np.array([[bool(p.search(t.lower())) for p in patterns] for t in texts], dtype=bool).reshape(
+        len(texts), len(patterns)
+    )
     return (per_phrase * np.minimum(found.sum(axis=1), max_phrases)).astype(np.float32)
 
 
-def repetition_rewards(texts: Sequence[str], threshold: float = 0.2, penalty: float = 1.0,
-                       max_chars: int = DEFAULT_MAX_CHARS) -> tuple[np.ndarray, np.ndarray]:
+def repetition_rewards(
+    texts: Sequence[str], threshold: float = 0.2, penalty: float = 1.0, max_chars: int = DEFAULT_MAX_CHARS
+) -> tuple[np.ndarray, np.ndarray]:
     """(-penalty where repetition_score > threshold else 0, the scores), both float32[N]."""
     scores = np.array([repetition_score(t, max_chars) for t in texts], dtype=np.float32)
     return np.where(scores > threshold, -penalty, 0.0).astype(np.float32), scores

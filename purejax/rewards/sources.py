@@ -12,6 +12,7 @@ A source type declares its level ("step" or "sequence") and its parameters with
 their defaults; those defaults are also the schema `purejax.config` validates
 against. Add one with `register_source`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,31 +30,33 @@ from purejax.rewards.verifier import DEFAULT_TIMEOUT_S, verify_batch
 
 class TokenBatch(NamedTuple):
     """Token arrays of B responses for jittable sources (prompts left-, responses right-padded)."""
-    prompt_ids: Any     # int[B, P]
-    prompt_mask: Any    # bool[B, P]
-    response_ids: Any   # int[B, T]
+
+    prompt_ids: Any  # int[B, P]
+    prompt_mask: Any  # bool[B, P]
+    response_ids: Any  # int[B, T]
     response_mask: Any  # bool[B, T]
-    step_end: Any       # bool[B, T], vmapped purejax.steps.step_end_mask
+    step_end: Any  # bool[B, T], vmapped purejax.steps.step_end_mask
 
 
 class HostRows(NamedTuple):
     """The N rows a host source scores (a subset of the batch, in batch order)."""
-    texts: Sequence[str]            # decoded responses
-    truths: Sequence[str | None]    # ground truths; None where the prompt has none
-    lengths: np.ndarray             # int[N] valid response tokens
-    prompt_index: np.ndarray        # int[N] dataset index of the row's prompt
-    row_index: np.ndarray           # int[N] row in the full batch
-    step: int                       # training step (for reproducible noise)
-    seed: int                       # run seed
+
+    texts: Sequence[str]  # decoded responses
+    truths: Sequence[str | None]  # ground truths; None where the prompt has none
+    lengths: np.ndarray  # int[N] valid response tokens
+    prompt_index: np.ndarray  # int[N] dataset index of the row's prompt
+    row_index: np.ndarray  # int[N] row in the full batch
+    step: int  # training step (for reproducible noise)
+    seed: int  # run seed
 
 
 @dataclasses.dataclass(frozen=True)
 class SourceType:
     name: str
-    kind: str                    # "jax" | "host"
-    level: str                   # "step" | "sequence"
+    kind: str  # "jax" | "host"
+    level: str  # "step" | "sequence"
     fn: Callable
-    params: Mapping[str, Any]    # parameter -> default (also its schema)
+    params: Mapping[str, Any]  # parameter -> default (also its schema)
     check: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None
     doc: str = ""
 
@@ -61,8 +64,7 @@ class SourceType:
 SOURCE_TYPES: dict[str, SourceType] = {}
 
 
-def register_source(name: str, *, kind: str, level: str, params: Mapping[str, Any] | None = None,
-                    check=None):
+def register_source(name: str, *, kind: str, level: str, params: Mapping[str, Any] | None = None, check=None):
     """Decorator registering a reward source type under `name`.
 
     host: `fn(rows: HostRows, **params) -> float32[N]`.
@@ -70,17 +72,22 @@ def register_source(name: str, *, kind: str, level: str, params: Mapping[str, An
     `check(params)` returns (param, message) for an invalid value, or None.
     """
     if kind not in ("jax", "host") or level not in ("step", "sequence"):
-        raise ValueError(f"register_source({name!r}): kind must be 'jax' or 'host' and level "
-                         f"'step' or 'sequence', got {kind!r}, {level!r}.")
+        raise ValueError(
+            f"register_source({name!r}): kind must be 'jax' or 'host' and level "
+            f"'step' or 'sequence', got {kind!r}, {level!r}."
+        )
 
     def decorate(fn):
-        SOURCE_TYPES[name] = SourceType(name, kind, level, fn, dict(params or {}), check,
-                                        (fn.__doc__ or "").strip().split("\n")[0])
+        SOURCE_TYPES[name] = SourceType(
+            name, kind, level, fn, dict(params or {}), check, (fn.__doc__ or "").strip().split("\n")[0]
+        )
         return fn
+
     return decorate
 
 
 # ---------------------------------------------------------------- built-in sources
+
 
 @register_source("prm", kind="jax", level="step")
 def _prm(tokens: TokenBatch, prm):
@@ -90,16 +97,24 @@ def _prm(tokens: TokenBatch, prm):
     `step_rewards(tokens: TokenBatch) -> float[B, T]`.
     """
     if prm is None:
-        raise ValueError("compose_rewards: the config has a 'prm' reward source but no `prm` "
-                         "was passed; pass prm=PRMScorer(logits_fn, step_token_id).")
+        raise ValueError(
+            "compose_rewards: the config has a 'prm' reward source but no `prm` "
+            "was passed; pass prm=PRMScorer(logits_fn, step_token_id)."
+        )
     if tokens is None:
         raise ValueError("compose_rewards: the 'prm' source needs `tokens` (a TokenBatch).")
     if hasattr(prm, "step_rewards"):
         # Any other step scorer, e.g. the arithmetic task's scripted PRM (purejax.tasks).
         return prm.step_rewards(tokens)
-    return prm_step_rewards(prm.logits_fn, tokens.prompt_ids, tokens.prompt_mask,
-                            tokens.response_ids, tokens.response_mask, tokens.step_end,
-                            prm.step_token_id)
+    return prm_step_rewards(
+        prm.logits_fn,
+        tokens.prompt_ids,
+        tokens.prompt_mask,
+        tokens.response_ids,
+        tokens.response_mask,
+        tokens.step_end,
+        prm.step_token_id,
+    )
 
 
 def _check_verifiable(p):
@@ -112,13 +127,18 @@ def _check_verifiable(p):
     return None
 
 
-@register_source("verifiable", kind="host", level="sequence",
-                 params=dict(correct=1.0, wrong=0.0, workers=2, timeout_s=DEFAULT_TIMEOUT_S),
-                 check=_check_verifiable)
+@register_source(
+    "verifiable",
+    kind="host",
+    level="sequence",
+    params=dict(correct=1.0, wrong=0.0, workers=2, timeout_s=DEFAULT_TIMEOUT_S),
+    check=_check_verifiable,
+)
 def _verifiable(rows: HostRows, correct, wrong, workers, timeout_s):
     """VR: `correct` if the last boxed answer equals the ground truth, else `wrong` (§4)."""
-    return verify_batch(rows.texts, rows.truths, correct=correct, wrong=wrong,
-                        workers=workers, timeout_s=timeout_s)
+    return verify_batch(
+        rows.texts, rows.truths, correct=correct, wrong=wrong, workers=workers, timeout_s=timeout_s
+    )
 
 
 def _check_pattern(p):
@@ -129,9 +149,13 @@ def _check_pattern(p):
     return None
 
 
-@register_source("reasoning_pattern", kind="host", level="sequence",
-                 params=dict(phrases=shaping.DEFAULT_PHRASES, per_phrase=0.1, max_phrases=5),
-                 check=_check_pattern)
+@register_source(
+    "reasoning_pattern",
+    kind="host",
+    level="sequence",
+    params=dict(phrases=shaping.DEFAULT_PHRASES, per_phrase=0.1, max_phrases=5),
+    check=_check_pattern,
+)
 def _reasoning_pattern(rows: HostRows, phrases, per_phrase, max_phrases):
     """per_phrase x (distinct key reasoning phrases present, capped at max_phrases)."""
     return shaping.reasoning_pattern_rewards(rows.texts, tuple(phrases), per_phrase, max_phrases)
@@ -145,8 +169,13 @@ def _check_repetition(p):
     return None
 
 
-@register_source("repetition", kind="host", level="sequence",
-                 params=dict(threshold=0.2, penalty=1.0, max_chars=8192), check=_check_repetition)
+@register_source(
+    "repetition",
+    kind="host",
+    level="sequence",
+    params=dict(threshold=0.2, penalty=1.0, max_chars=8192),
+    check=_check_repetition,
+)
 def _repetition(rows: HostRows, threshold, penalty, max_chars):
     """-penalty if the repetition score (PURE_SPEC §8.5) exceeds threshold, else 0."""
     return shaping.repetition_rewards(rows.texts, threshold, penalty, max_chars)[0]
@@ -158,8 +187,9 @@ def _check_length(p):
     return None
 
 
-@register_source("length", kind="host", level="sequence",
-                 params=dict(max_len=7168, buffer=1024), check=_check_length)
+@register_source(
+    "length", kind="host", level="sequence", params=dict(max_len=7168, buffer=1024), check=_check_length
+)
 def _length(rows: HostRows, max_len, buffer):
     """DAPO soft overlong penalty: 0 up to max_len - buffer tokens, linear to -1 at max_len."""
     return shaping.overlong_penalty(rows.lengths, max_len, buffer)
@@ -174,16 +204,19 @@ def _format(rows: HostRows):
 def _check_noise(p):
     if not 0 <= p["p"] <= 1:
         return "p", f"must be in [0, 1], got {p['p']}"
-    if p["inner"] not in SOURCE_TYPES or SOURCE_TYPES[p["inner"]].kind != "host" \
-            or p["inner"] == "noise":
+    if p["inner"] not in SOURCE_TYPES or SOURCE_TYPES[p["inner"]].kind != "host" or p["inner"] == "noise":
         allowed = sorted(n for n, t in SOURCE_TYPES.items() if t.kind == "host" and n != "noise")
         return "inner", f"must name a host source type, one of {allowed}; got {p['inner']!r}"
     return None
 
 
-@register_source("noise", kind="host", level="sequence",
-                 params=dict(inner="verifiable", inner_params={}, p=0.1, low=0.0, high=1.0),
-                 check=_check_noise)
+@register_source(
+    "noise",
+    kind="host",
+    level="sequence",
+    params=dict(inner="verifiable", inner_params={}, p=0.1, low=0.0, high=1.0),
+    check=_check_noise,
+)
 def _noise(rows: HostRows, inner, inner_params, p, low, high):
     """Another source's value, flipped (v -> low + high - v) with probability p per response.
 
@@ -192,14 +225,13 @@ def _noise(rows: HostRows, inner, inner_params, p, low, high):
     correct and wrong: the reward-noise setting of Lv et al. 2025.
     """
     inner_type = SOURCE_TYPES[inner]
-    values = np.asarray(inner_type.fn(rows, **{**inner_type.params, **dict(inner_params)}),
-                        dtype=np.float32)
-    flip = hash_uniform(rows.seed, _salt("noise/" + inner), rows.step, rows.prompt_index,
-                        rows.row_index) < p
+    values = np.asarray(inner_type.fn(rows, **{**inner_type.params, **dict(inner_params)}), dtype=np.float32)
+    flip = hash_uniform(rows.seed, _salt("noise/" + inner), rows.step, rows.prompt_index, rows.row_index) < p
     return np.where(flip, low + high - values, values).astype(np.float32)
 
 
 # ---------------------------------------------------------------- deterministic hashing
+
 
 def _salt(name: str) -> int:
     return zlib.crc32(name.encode())
@@ -226,8 +258,9 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def applies_mask(name: str, applies_to: str, fraction: float, has_answer_b, prompt_index_b,
-                 seed: int) -> np.ndarray:
+def applies_mask(
+    name: str, applies_to: str, fraction: float, has_answer_b, prompt_index_b, seed: int
+) -> np.ndarray:
     """bool[B]: rows the source `name` scores.
 
     'with_answer' keeps rows whose prompt has a ground truth; then a `fraction`
@@ -243,18 +276,26 @@ def applies_mask(name: str, applies_to: str, fraction: float, has_answer_b, prom
 
 
 def host_rows(texts, truths, lengths, prompt_index, step, seed, rows: np.ndarray) -> HostRows:
-    return HostRows([texts[i] for i in rows], [truths[i] for i in rows],
-                    np.asarray(lengths)[rows], np.asarray(prompt_index)[rows], rows, int(step),
-                    int(seed))
+    return HostRows(
+        [texts[i] for i in rows],
+        [truths[i] for i in rows],
+        np.asarray(lengths)[rows],
+        np.asarray(prompt_index)[rows],
+        rows,
+        int(step),
+        int(seed),
+    )
 
 
 def step_end_mask_bt(response_ids, response_mask, separator_ids):
     """bool[B, T]: `purejax.steps.step_end_mask` over the rows of a batch (jitted)."""
-    return _step_end_mask_bt(jnp.asarray(response_ids), jnp.asarray(response_mask),
-                             jnp.asarray(separator_ids))
+    return _step_end_mask_bt(
+        jnp.asarray(response_ids), jnp.asarray(response_mask), jnp.asarray(separator_ids)
+    )
 
 
 @jax.jit
 def _step_end_mask_bt(response_ids, response_mask, separator_ids):
     from purejax.steps import step_end_mask
+
     return jax.vmap(step_end_mask, (0, 0, None))(response_ids, response_mask, separator_ids)

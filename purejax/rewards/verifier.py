@@ -20,6 +20,7 @@ radicals, intervals, tuples, sets, matrices, expressions, `x = 3` vs `3`,
 `verify` scores one response, `verify_batch` many; both use the shared pool
 unless `workers=0` (in-process, for trusted input and benchmarks).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -42,21 +43,35 @@ DEFAULT_TIMEOUT_S = 1.0
 _WORKER_SCRIPT = _verify_worker.__file__
 
 
-def verify(response_text: str, ground_truth: str | None, *, correct: float = 1.0,
-           wrong: float = 0.0, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
+def verify(
+    response_text: str,
+    ground_truth: str | None,
+    *,
+    correct: float = 1.0,
+    wrong: float = 0.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> float:
     """`correct` if the response's last boxed answer equals `ground_truth`, else `wrong`.
 
     Goes through the shared worker pool (started on first use), so the call is
     bounded by `timeout_s` (+ IPC slack) whatever the answer, on any thread.
     Answers refused by the input caps never start the pool.
     """
-    return float(verify_batch([response_text], [ground_truth], correct=correct, wrong=wrong,
-                              timeout_s=timeout_s)[0])
+    return float(
+        verify_batch([response_text], [ground_truth], correct=correct, wrong=wrong, timeout_s=timeout_s)[0]
+    )
 
 
-def verify_batch(texts: Sequence[str], truths: Sequence[str | None], *, correct: float = 1.0,
-                 wrong: float = 0.0, workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 pool: "VerifierPool | None" = None) -> np.ndarray:
+def verify_batch(
+    texts: Sequence[str],
+    truths: Sequence[str | None],
+    *,
+    correct: float = 1.0,
+    wrong: float = 0.0,
+    workers: int = 2,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    pool: "VerifierPool | None" = None,
+) -> np.ndarray:
     """Scores B responses against their ground truths; float32[B], one score per item, in order.
 
     Args:
@@ -71,16 +86,20 @@ def verify_batch(texts: Sequence[str], truths: Sequence[str | None], *, correct:
       pool: an explicit VerifierPool (overrides `workers` / `timeout_s`).
     """
     if len(texts) != len(truths):
-        raise ValueError(f"verify_batch: `texts` has {len(texts)} items but `truths` has "
-                         f"{len(truths)}; pass one ground truth (or None) per response.")
+        raise ValueError(
+            f"verify_batch: `texts` has {len(texts)} items but `truths` has "
+            f"{len(truths)}; pass one ground truth (or None) per response."
+        )
     answers = [_checked_answer(t, g) for t, g in zip(texts, truths)]
     todo = [i for i, a in enumerate(answers) if a is not None]
     ok = np.zeros(len(texts), dtype=bool)
     if todo:
         if pool is None and workers == 0:
             if threading.current_thread() is not threading.main_thread():
-                raise RuntimeError("verify_batch: workers=0 needs the main thread (SIGALRM "
-                                   "timers); use workers >= 1 from other threads.")
+                raise RuntimeError(
+                    "verify_batch: workers=0 needs the main thread (SIGALRM "
+                    "timers); use workers >= 1 from other threads."
+                )
             ok[todo] = [_verify_worker.is_equivalent(answers[i], truths[i], timeout_s) for i in todo]
         else:
             pool = pool or default_pool(workers, timeout_s)
@@ -104,8 +123,12 @@ class _Worker:
     def __init__(self, timeout_s: float, memory_limit_mb: int):
         self.proc = subprocess.Popen(
             [sys.executable, _WORKER_SCRIPT, repr(timeout_s), str(memory_limit_mb)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            close_fds=True, start_new_session=True)  # Ctrl-C in a terminal stays with the parent.
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            start_new_session=True,
+        )  # Ctrl-C in a terminal stays with the parent.
         self.fd = self.proc.stdout.fileno()
         os.set_blocking(self.fd, False)
         self.buffer = b""
@@ -152,8 +175,7 @@ class VerifierPool:
     its start-up is never charged to an item. `map` is serialised by a lock.
     """
 
-    def __init__(self, workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 memory_limit_mb: int = 2048):
+    def __init__(self, workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit_mb: int = 2048):
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"VerifierPool: `workers` must be an int >= 1, got {workers!r}.")
         if not timeout_s > 0:
@@ -192,8 +214,7 @@ class VerifierPool:
                         item = pending.popleft()
                         self._job += 1
                         try:
-                            worker.send({"id": self._job, "answer": answers[item],
-                                         "truth": truths[item]})
+                            worker.send({"id": self._job, "answer": answers[item], "truth": truths[item]})
                         except (BrokenPipeError, OSError):
                             self._replace(w)  # the item scores False
                             continue
@@ -211,7 +232,8 @@ class VerifierPool:
                                     raise RuntimeError(
                                         "VerifierPool: worker processes exit during start-up; "
                                         f"run `{sys.executable} {_WORKER_SCRIPT} 1 0` to see why "
-                                        "(math-verify missing or broken?).")
+                                        "(math-verify missing or broken?)."
+                                    )
                             self._replace(w)
                             continue
                         for message in lines:

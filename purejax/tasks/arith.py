@@ -40,6 +40,7 @@ The oracle checks arithmetic, not relevance: "2 + 2 = 4" in a response to an
 unrelated problem is `correct`; whether the work solved *this* problem shows in
 the final answer only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,6 +78,7 @@ class ArithSpec:
     is in [1, max_start], later operands in [1, max_operand] ([2, max_operand] for
     "*"). `heldout_fraction` of all problems (by question hash) are held out.
     """
+
     min_ops: int = 2
     max_ops: int = 4
     max_start: int = 12
@@ -90,22 +92,25 @@ class ArithSpec:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"ArithSpec.{name} must be an int >= 1, got {value!r}.")
         if not isinstance(self.max_ops, int) or self.max_ops < self.min_ops:
-            raise ValueError(f"ArithSpec.max_ops must be an int >= min_ops ({self.min_ops}), "
-                             f"got {self.max_ops!r}.")
+            raise ValueError(
+                f"ArithSpec.max_ops must be an int >= min_ops ({self.min_ops}), got {self.max_ops!r}."
+            )
         if self.max_operand < 2:
-            raise ValueError(f"ArithSpec.max_operand must be >= 2 (the smallest factor of '*'), "
-                             f"got {self.max_operand}.")
+            raise ValueError(
+                f"ArithSpec.max_operand must be >= 2 (the smallest factor of '*'), got {self.max_operand}."
+            )
         if self.max_start > self.max_value:
-            raise ValueError(f"ArithSpec.max_start ({self.max_start}) must be <= max_value "
-                             f"({self.max_value}).")
+            raise ValueError(
+                f"ArithSpec.max_start ({self.max_start}) must be <= max_value ({self.max_value})."
+            )
         if not 0.0 < self.heldout_fraction < 1.0:
-            raise ValueError(f"ArithSpec.heldout_fraction must be in (0, 1), got "
-                             f"{self.heldout_fraction!r}.")
+            raise ValueError(f"ArithSpec.heldout_fraction must be in (0, 1), got {self.heldout_fraction!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """`start`, then each (op, operand) applied left to right."""
+
     start: int
     ops: tuple[tuple[str, int], ...]
 
@@ -159,6 +164,7 @@ def format_prompt(problem: Problem) -> str:
 
 # ---------------------------------------------------------------- generation and splits
 
+
 def split_of(problem: Problem, spec: ArithSpec = ArithSpec()) -> str:
     """'heldout' for a fixed `heldout_fraction` of problems (hash of the question), else 'train'."""
     bucket = zlib.crc32(problem.question.encode()) % 1_000_000
@@ -189,8 +195,7 @@ def random_problem(rng: np.random.Generator, spec: ArithSpec = ArithSpec()) -> P
     return Problem(start, tuple(ops))
 
 
-def make_problems(split: str, n: int, seed: int = 0, spec: ArithSpec = ArithSpec()
-                  ) -> list[Problem]:
+def make_problems(split: str, n: int, seed: int = 0, spec: ArithSpec = ArithSpec()) -> list[Problem]:
     """`n` distinct problems of `split` ('train' or 'heldout'), deterministic given (spec, seed).
 
     Problems are drawn from `random_problem` and kept when `split_of` names
@@ -206,9 +211,11 @@ def make_problems(split: str, n: int, seed: int = 0, spec: ArithSpec = ArithSpec
     while len(out) < n:
         attempts += 1
         if attempts > max_attempts:
-            raise ValueError(f"make_problems: found only {len(out)} distinct {split} problems "
-                             f"of {n} requested in {max_attempts} draws; ask for fewer or "
-                             f"widen the ArithSpec.")
+            raise ValueError(
+                f"make_problems: found only {len(out)} distinct {split} problems "
+                f"of {n} requested in {max_attempts} draws; ask for fewer or "
+                f"widen the ArithSpec."
+            )
         problem = random_problem(rng, spec)
         if problem.question in seen or split_of(problem, spec) != split:
             continue
@@ -219,6 +226,7 @@ def make_problems(split: str, n: int, seed: int = 0, spec: ArithSpec = ArithSpec
 
 # ---------------------------------------------------------------- traces
 
+
 def equation(a: int, op: str, b: int, c: int) -> str:
     return f"{a} {op} {b} = {c}"
 
@@ -227,8 +235,7 @@ def answer_step(value) -> str:
     return f"The answer is \\boxed{{{value}}}."
 
 
-def render_trace(problem: Problem, kind: str = "correct",
-                 rng: np.random.Generator | None = None) -> str:
+def render_trace(problem: Problem, kind: str = "correct", rng: np.random.Generator | None = None) -> str:
     """A response for `problem`: steps joined by "\\n\\n", ending in the boxed answer.
 
     kind 'correct': every step right. 'error': one uniformly chosen step's result
@@ -271,6 +278,7 @@ def _error_stays_non_negative(problem: Problem, error_at: int, delta: int) -> bo
 
 # ---------------------------------------------------------------- oracle
 
+
 def split_steps(text: str) -> list[str]:
     """The steps of a response text: `text.split("\\n\\n")` (an empty text is one empty step)."""
     return text.split(SEPARATOR)
@@ -309,20 +317,24 @@ def boxed_integer(text: str) -> int | None:
 
 
 class Grade(NamedTuple):
-    labels: tuple[str, ...]   # one oracle label per step
-    answer: int | None        # the last boxed integer, None if absent
-    answer_correct: bool      # answer == the problem's answer
+    labels: tuple[str, ...]  # one oracle label per step
+    answer: int | None  # the last boxed integer, None if absent
+    answer_correct: bool  # answer == the problem's answer
 
 
 def grade(text: str, problem: Problem) -> Grade:
     """Oracle labels of every step of `text` and whether its final answer is right."""
     answer = boxed_integer(text)
-    return Grade(tuple(label_step(s) for s in split_steps(text)), answer,
-                 answer is not None and answer == problem.answer)
+    return Grade(
+        tuple(label_step(s) for s in split_steps(text)),
+        answer,
+        answer is not None and answer == problem.answer,
+    )
 
 
-def trace_mix(problems: Sequence[Problem], fractions: dict[str, float], seed: int = 0
-              ) -> tuple[list[str], list[str]]:
+def trace_mix(
+    problems: Sequence[Problem], fractions: dict[str, float], seed: int = 0
+) -> tuple[list[str], list[str]]:
     """(responses, kinds): one trace per problem, kinds drawn i.i.d. with `fractions`.
 
     `fractions` maps each of TRACE_KINDS (missing = 0) to a weight >= 0; weights
@@ -335,6 +347,5 @@ def trace_mix(problems: Sequence[Problem], fractions: dict[str, float], seed: in
     if (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"trace_mix: fractions must be >= 0 with a positive sum, got {fractions}.")
     rng = np.random.default_rng([seed, 7])
-    kinds = [TRACE_KINDS[i] for i in rng.choice(len(TRACE_KINDS), len(problems),
-                                                p=weights / weights.sum())]
+    kinds = [TRACE_KINDS[i] for i in rng.choice(len(TRACE_KINDS), len(problems), p=weights / weights.sum())]
     return [render_trace(p, k, rng) for p, k in zip(problems, kinds)], kinds

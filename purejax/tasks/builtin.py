@@ -10,6 +10,7 @@ Which prompts the verifiable reward sees is the reward config's business
 (`fraction`), so the same data serves PRM-only, VR-only and PRM+VR runs, and
 the monitors can report true accuracy on every rollout.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ from purejax.tasks.tokenizer import build_tokenizer
 from purejax.tasks.warmstart import load_sft_config, model_config, warm_start
 
 TRAIN_PROBLEMS = 4096
-SFT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "configs", "arith_sft.py")
+SFT_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "arith_sft.py"
+)
 
 
 class ScriptedStepRewards:
@@ -48,8 +50,10 @@ class ScriptedStepRewards:
 
 
 def _prompts(split: str, n: int, seed: int, spec: arith.ArithSpec) -> list[Prompt]:
-    return [Prompt(f"arith/{split}/{i}", p.question, p.truth)
-            for i, p in enumerate(arith.make_problems(split, n, seed=seed, spec=spec))]
+    return [
+        Prompt(f"arith/{split}/{i}", p.question, p.truth)
+        for i, p in enumerate(arith.make_problems(split, n, seed=seed, spec=spec))
+    ]
 
 
 def build_task(config, show_progress: bool = True):
@@ -59,8 +63,10 @@ def build_task(config, show_progress: bool = True):
     from purejax.trainer import Task
 
     policies = ("builtin:arith", "builtin:arith_random")
-    for field, value, allowed in (("policy.path", config.policy.path, policies),
-                                  ("data.train_path", config.data.train_path, ("builtin:arith",))):
+    for field, value, allowed in (
+        ("policy.path", config.policy.path, policies),
+        ("data.train_path", config.data.train_path, ("builtin:arith",)),
+    ):
         if value not in allowed:
             raise ValueError(f"config.{field}={value!r}: a builtin run needs one of {allowed}.")
     sft_config = load_sft_config(SFT_CONFIG)
@@ -72,15 +78,18 @@ def build_task(config, show_progress: bool = True):
         tokenizer = AutoTokenizer.from_pretrained(start.path)
     else:
         from purejax.models import init_model
-        tokenizer = build_tokenizer(sft_config.tokenizer.vocab_size, sft_config.tokenizer.problems,
-                                    seed=sft_config.seed, spec=spec)
+
+        tokenizer = build_tokenizer(
+            sft_config.tokenizer.vocab_size, sft_config.tokenizer.problems, seed=sft_config.seed, spec=spec
+        )
         policy = init_model(model_config(sft_config, tokenizer), seed=int(config.seed), dtype=dtype)
     train_problems = arith.make_problems("train", TRAIN_PROBLEMS, seed=int(config.seed), spec=spec)
     prm = None
     if any(source.type == "prm" for source in config.rewards.values()):
         if config.prm.path != "builtin:scripted":
-            raise ValueError(f"config.prm.path={config.prm.path!r}: the builtin task's PRM is "
-                             "'builtin:scripted'.")
+            raise ValueError(
+                f"config.prm.path={config.prm.path!r}: the builtin task's PRM is 'builtin:scripted'."
+            )
         prm = ScriptedStepRewards(tokenizer, train_problems, seed=int(config.seed))
     train = [Prompt(f"arith/train/{i}", p.question, p.truth) for i, p in enumerate(train_problems)]
     heldout = _prompts("heldout", int(config.eval.num_prompts) or 256, seed=0, spec=spec)

@@ -51,6 +51,7 @@ of the text ends a token; a sampled policy may also write "\\n\\n" as two "\\n"
 tokens, which is not a step end, and the token view is the one credit
 assignment uses, so it is the one scored.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,25 +69,30 @@ _NOISE_SALT = zlib.crc32(b"scripted_prm/noise")
 @dataclasses.dataclass(frozen=True)
 class ScriptedPRMScores:
     """The score of each kind of step (see the module docstring)."""
+
     correct: float = 0.8
     wrong: float = -0.8
-    filler: float = 0.9      # weakness 1 (PURE_SPEC §8.1)
-    unchecked: float = 0.9   # weakness 2 (PURE_SPEC §8.2)
+    filler: float = 0.9  # weakness 1 (PURE_SPEC §8.1)
+    unchecked: float = 0.9  # weakness 2 (PURE_SPEC §8.2)
     empty: float = 0.0
-    noise: float = 0.1       # half-width of the uniform noise
+    noise: float = 0.1  # half-width of the uniform noise
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
-                raise ValueError(f"ScriptedPRMScores.{field.name} must be a number in [-1, 1], "
-                                 f"got {value!r}.")
+                raise ValueError(
+                    f"ScriptedPRMScores.{field.name} must be a number in [-1, 1], got {value!r}."
+                )
         if self.noise < 0:
             raise ValueError(f"ScriptedPRMScores.noise must be >= 0, got {self.noise}.")
 
 
-def clean_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMScores(),
-                 problem: arith.Problem | None = None) -> np.ndarray:
+def clean_scores(
+    steps: Sequence[str],
+    scores: ScriptedPRMScores = ScriptedPRMScores(),
+    problem: arith.Problem | None = None,
+) -> np.ndarray:
     """float32[n]: the noiseless score of each step of one response (the table above).
 
     With `problem` (the question the PRM is shown, as a learned PRM sees the
@@ -135,8 +141,12 @@ def _in_context(label: str, step: str, problem: arith.Problem, done_ops: int, la
     return "correct" if expected == (op, b) and a == current else "wrong"
 
 
-def step_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMScores(),
-                seed: int = 0, problem: arith.Problem | None = None) -> np.ndarray:
+def step_scores(
+    steps: Sequence[str],
+    scores: ScriptedPRMScores = ScriptedPRMScores(),
+    seed: int = 0,
+    problem: arith.Problem | None = None,
+) -> np.ndarray:
     """float32[n] in [-1, 1]: noisy scores of the steps of one response.
 
     The noise of step k is a function of (seed, steps[0..k]) only.
@@ -144,14 +154,12 @@ def step_scores(steps: Sequence[str], scores: ScriptedPRMScores = ScriptedPRMSco
     clean = clean_scores(steps, scores, problem)
     if scores.noise == 0 or not len(steps):
         return clean
-    prefix_keys = [zlib.crc32(arith.SEPARATOR.join(steps[:k + 1]).encode())
-                   for k in range(len(steps))]
+    prefix_keys = [zlib.crc32(arith.SEPARATOR.join(steps[: k + 1]).encode()) for k in range(len(steps))]
     u = hash_uniform(seed, _NOISE_SALT, np.asarray(prefix_keys, np.int64))
     return np.clip(clean + scores.noise * (2.0 * u - 1.0), -1.0, 1.0).astype(np.float32)
 
 
-def score_text(text: str, scores: ScriptedPRMScores = ScriptedPRMScores(), seed: int = 0
-               ) -> np.ndarray:
+def score_text(text: str, scores: ScriptedPRMScores = ScriptedPRMScores(), seed: int = 0) -> np.ndarray:
     """Scores of the steps of a decoded response, split with `arith.split_steps`."""
     return step_scores(arith.split_steps(text), scores, seed)
 
@@ -169,9 +177,15 @@ class ScriptedPRM:
       separator: the step separator; step-end tokens are `purejax.steps.separator_ids`.
     """
 
-    def __init__(self, tokenizer, scores: ScriptedPRMScores = ScriptedPRMScores(),
-                 seed: int = 0, separator: str = arith.SEPARATOR):
+    def __init__(
+        self,
+        tokenizer,
+        scores: ScriptedPRMScores = ScriptedPRMScores(),
+        seed: int = 0,
+        separator: str = arith.SEPARATOR,
+    ):
         from purejax.steps import separator_ids
+
         self.tokenizer = tokenizer
         self.scores = scores
         self.seed = int(seed)
@@ -181,8 +195,10 @@ class ScriptedPRM:
     def step_ends(self, response_ids, response_mask) -> np.ndarray:
         """bool[B, T]: `purejax.steps.step_end_mask` over the rows."""
         from purejax.rewards.sources import step_end_mask_bt
-        return np.asarray(step_end_mask_bt(np.asarray(response_ids), np.asarray(response_mask),
-                                           self.separator_ids))
+
+        return np.asarray(
+            step_end_mask_bt(np.asarray(response_ids), np.asarray(response_mask), self.separator_ids)
+        )
 
     def step_texts(self, response_ids, response_mask, step_end=None) -> list[list[str]]:
         """The text of every step of every row, in step-end order (see module docstring)."""
@@ -191,23 +207,25 @@ class ScriptedPRM:
         _check_shapes(ids, mask)
         ends = self.step_ends(ids, mask) if step_end is None else np.asarray(step_end, bool)
         if ends.shape != ids.shape:
-            raise ValueError(f"ScriptedPRM: step_end must have the shape of response_ids "
-                             f"{ids.shape}, got {ends.shape}.")
+            raise ValueError(
+                f"ScriptedPRM: step_end must have the shape of response_ids {ids.shape}, got {ends.shape}."
+            )
         segments, counts = [], []
         for b in range(ids.shape[0]):
             end_positions = np.flatnonzero(ends[b] & mask[b])
             start = 0
             for end in end_positions:
-                segments.append(ids[b, start:end + 1][mask[b, start:end + 1]].tolist())
+                segments.append(ids[b, start : end + 1][mask[b, start : end + 1]].tolist())
                 start = end + 1
             counts.append(len(end_positions))
         # One batched decode for the whole batch.
-        texts = self.tokenizer.batch_decode(segments, skip_special_tokens=True,
-                                            clean_up_tokenization_spaces=False)
-        texts = [t[:-len(self.separator)] if t.endswith(self.separator) else t for t in texts]
+        texts = self.tokenizer.batch_decode(
+            segments, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        texts = [t[: -len(self.separator)] if t.endswith(self.separator) else t for t in texts]
         out, i = [], 0
         for n in counts:
-            out.append(texts[i:i + n])
+            out.append(texts[i : i + n])
             i += n
         return out
 
@@ -228,15 +246,17 @@ class ScriptedPRM:
         r_bt = np.zeros(ids.shape, np.float32)
         for b, steps in enumerate(texts):
             problem = None if problems is None else problems[b]
-            r_bt[b, np.flatnonzero(ends[b] & mask[b])] = step_scores(steps, self.scores,
-                                                                     self.seed, problem)
+            r_bt[b, np.flatnonzero(ends[b] & mask[b])] = step_scores(steps, self.scores, self.seed, problem)
         return r_bt
 
 
 def _check_shapes(ids: np.ndarray, mask: np.ndarray) -> None:
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"ScriptedPRM: response_ids must be an integer array [batch, width], got "
-                         f"dtype {ids.dtype} shape {ids.shape}.")
+        raise ValueError(
+            f"ScriptedPRM: response_ids must be an integer array [batch, width], got "
+            f"dtype {ids.dtype} shape {ids.shape}."
+        )
     if mask.shape != ids.shape:
-        raise ValueError(f"ScriptedPRM: response_mask must have the shape of response_ids "
-                         f"{ids.shape}, got {mask.shape}.")
+        raise ValueError(
+            f"ScriptedPRM: response_mask must have the shape of response_ids {ids.shape}, got {mask.shape}."
+        )

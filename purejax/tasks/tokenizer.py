@@ -16,6 +16,7 @@ and every trace kind of `purejax.tasks.arith`, from a fixed seed), whose result
 depends only on that corpus: the same vocabulary on every machine and run.
 Saved in HF format, it loads with `transformers.AutoTokenizer.from_pretrained`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,11 +28,12 @@ from purejax.tasks import arith
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, EOS, UNK)  # ids 0, 1, 2
 # Qwen2.5's pre-tokenizer pattern (its tokenizer.json), verbatim.
-QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
-                r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
+    r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 # Every character the task can print, so the alphabet does not depend on the corpus sample.
-ALPHABET = ("0123456789+-*=()[]{}.,:;!?'\"\\/ \n"
-            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+ALPHABET = "0123456789+-*=()[]{}.,:;!?'\"\\/ \nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 DEFAULT_VOCAB_SIZE = 192
 
 
@@ -46,9 +48,12 @@ def _corpus(n_problems: int, seed: int, spec: arith.ArithSpec) -> list[str]:
     return texts
 
 
-def build_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE, n_problems: int = 1000,
-                    seed: int = 0, spec: arith.ArithSpec = arith.ArithSpec()
-                    ) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    n_problems: int = 1000,
+    seed: int = 0,
+    spec: arith.ArithSpec = arith.ArithSpec(),
+) -> PreTrainedTokenizerFast:
     """Trains the task's BPE tokenizer; the same arguments give the same vocabulary.
 
     Args:
@@ -63,22 +68,31 @@ def build_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE, n_problems: int = 1000
     """
     byte_alphabet = sorted(set(_byte_level(ALPHABET)))
     if not isinstance(vocab_size, int) or vocab_size < len(byte_alphabet) + len(SPECIAL_TOKENS):
-        raise ValueError(f"build_tokenizer: vocab_size must be an int >= "
-                         f"{len(byte_alphabet) + len(SPECIAL_TOKENS)} (specials + alphabet), "
-                         f"got {vocab_size!r}.")
+        raise ValueError(
+            f"build_tokenizer: vocab_size must be an int >= "
+            f"{len(byte_alphabet) + len(SPECIAL_TOKENS)} (specials + alphabet), "
+            f"got {vocab_size!r}."
+        )
     tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2,
-                                  special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=byte_alphabet, limit_alphabet=len(byte_alphabet),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=byte_alphabet,
+        limit_alphabet=len(byte_alphabet),
+        show_progress=False,
+    )
     tok.train_from_iterator(_corpus(n_problems, seed, spec), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS,
-                                   unk_token=UNK, clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, clean_up_tokenization_spaces=False
+    )
 
 
 def _byte_level(text: str) -> str:
@@ -89,8 +103,11 @@ def _byte_level(text: str) -> str:
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map (what ByteLevel uses)."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = list(printable), 0
     for b in range(256):
         if b not in printable:

@@ -20,6 +20,7 @@ reused as is. Training writes into a temporary sibling directory that is renamed
 into place only when complete, so a crash or a concurrent run never leaves a
 partial checkpoint at the final path.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,18 +44,21 @@ MARKER = "warmstart.json"
 
 
 class WarmStart(NamedTuple):
-    path: str        # directory with config.json, model.safetensors, tokenizer files, warmstart.json
-    metrics: dict    # training and held-out evaluation metrics
-    trained: bool    # False when the cached directory was reused
+    path: str  # directory with config.json, model.safetensors, tokenizer files, warmstart.json
+    metrics: dict  # training and held-out evaluation metrics
+    trained: bool  # False when the cached directory was reused
 
 
 # ---------------------------------------------------------------- config
 
+
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Raises ValueError naming the first invalid field of an arith SFT config."""
+
     def need(ok, field, message):
         if not ok:
             raise ValueError(f"config.{field}: {message}.")
+
     for section in ("task", "tokenizer", "data", "model", "train", "eval"):
         need(section in config, section, "missing section (start from configs/arith_sft.py)")
     try:
@@ -62,26 +66,44 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     except ValueError as e:
         raise ValueError(f"config.task: {e}") from None
     mix = dict(config.data.mix)
-    need(set(mix) <= set(arith.TRACE_KINDS), "data.mix",
-         f"keys must be among {arith.TRACE_KINDS}, got {sorted(mix)}")
-    need(all(v >= 0 for v in mix.values()) and sum(mix.values()) > 0, "data.mix",
-         f"weights must be >= 0 with a positive sum, got {mix}")
+    need(
+        set(mix) <= set(arith.TRACE_KINDS),
+        "data.mix",
+        f"keys must be among {arith.TRACE_KINDS}, got {sorted(mix)}",
+    )
+    need(
+        all(v >= 0 for v in mix.values()) and sum(mix.values()) > 0,
+        "data.mix",
+        f"weights must be >= 0 with a positive sum, got {mix}",
+    )
     need(config.data.problems >= 1, "data.problems", f"must be >= 1, got {config.data.problems}")
     need(config.data.max_len >= 8, "data.max_len", f"must be >= 8, got {config.data.max_len}")
     m = config.model
-    need(m.num_heads % m.num_kv_heads == 0, "model.num_kv_heads",
-         f"must divide num_heads ({m.num_heads}), got {m.num_kv_heads}")
-    need(m.hidden_size % m.num_heads == 0, "model.hidden_size",
-         f"must be divisible by num_heads ({m.num_heads}), got {m.hidden_size}")
+    need(
+        m.num_heads % m.num_kv_heads == 0,
+        "model.num_kv_heads",
+        f"must divide num_heads ({m.num_heads}), got {m.num_kv_heads}",
+    )
+    need(
+        m.hidden_size % m.num_heads == 0,
+        "model.hidden_size",
+        f"must be divisible by num_heads ({m.num_heads}), got {m.hidden_size}",
+    )
     t = config.train
     need(t.steps >= 1, "train.steps", f"must be >= 1, got {t.steps}")
     need(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
     need(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
-    need(0 <= t.warmup_steps < t.steps, "train.warmup_steps",
-         f"must be in [0, train.steps={t.steps}), got {t.warmup_steps}")
+    need(
+        0 <= t.warmup_steps < t.steps,
+        "train.warmup_steps",
+        f"must be in [0, train.steps={t.steps}), got {t.warmup_steps}",
+    )
     need(config.eval.problems >= 1, "eval.problems", f"must be >= 1, got {config.eval.problems}")
-    need(config.eval.max_new_tokens >= 1, "eval.max_new_tokens",
-         f"must be >= 1, got {config.eval.max_new_tokens}")
+    need(
+        config.eval.max_new_tokens >= 1,
+        "eval.max_new_tokens",
+        f"must be >= 1, got {config.eval.max_new_tokens}",
+    )
 
 
 def spec_from_config(config) -> arith.ArithSpec:
@@ -92,30 +114,43 @@ def config_hash(config) -> str:
     """12 hex digits identifying what `config` trains (every field but cache_dir)."""
     values = config.to_dict()
     values.pop("cache_dir", None)
-    blob = json.dumps({"version": WARMSTART_VERSION, "config": values}, sort_keys=True,
-                      default=str)
+    blob = json.dumps({"version": WARMSTART_VERSION, "config": values}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def cache_path(config) -> str:
-    root = config.cache_dir or os.environ.get("PUREJAX_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "purejax")
+    root = (
+        config.cache_dir
+        or os.environ.get("PUREJAX_CACHE")
+        or os.path.join(os.path.expanduser("~"), ".cache", "purejax")
+    )
     return os.path.join(root, "arith_warmstart", config_hash(config))
 
 
 def model_config(config, tokenizer):
     """The DecoderConfig of the policy: a Qwen2-style decoder over the task vocabulary."""
     from purejax.models import DecoderConfig
+
     m = config.model
     return DecoderConfig(
-        vocab_size=len(tokenizer), hidden_size=m.hidden_size,
-        intermediate_size=m.intermediate_size, num_layers=m.num_layers, num_heads=m.num_heads,
-        num_kv_heads=m.num_kv_heads, rope_theta=m.rope_theta, tie_word_embeddings=True,
-        qkv_bias=True, model_type="qwen2", max_position_embeddings=m.max_position_embeddings,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        vocab_size=len(tokenizer),
+        hidden_size=m.hidden_size,
+        intermediate_size=m.intermediate_size,
+        num_layers=m.num_layers,
+        num_heads=m.num_heads,
+        num_kv_heads=m.num_kv_heads,
+        rope_theta=m.rope_theta,
+        tie_word_embeddings=True,
+        qkv_bias=True,
+        model_type="qwen2",
+        max_position_embeddings=m.max_position_embeddings,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 # ---------------------------------------------------------------- cache
+
 
 def warm_start(config, *, progress: bool = True, force: bool = False) -> WarmStart:
     """The cached warm-start policy for `config`, trained first if absent (or `force`)."""
@@ -145,14 +180,16 @@ def warm_start(config, *, progress: bool = True, force: bool = False) -> WarmSta
 
 # ---------------------------------------------------------------- training
 
+
 def training_data(config, tokenizer):
     """(SFTBatch of all training examples as numpy arrays, trace kinds)."""
     from purejax import sft
-    problems = arith.make_problems("train", config.data.problems, seed=config.seed,
-                                   spec=spec_from_config(config))
+
+    problems = arith.make_problems(
+        "train", config.data.problems, seed=config.seed, spec=spec_from_config(config)
+    )
     responses, kinds = arith.trace_mix(problems, dict(config.data.mix), seed=config.seed)
-    data = sft.encode_examples(tokenizer, [p.prompt for p in problems], responses,
-                               config.data.max_len)
+    data = sft.encode_examples(tokenizer, [p.prompt for p in problems], responses, config.data.max_len)
     # Trim the padding no example uses: fewer positions per step, same fixed shape per run.
     width = int(data.attention_mask.sum(axis=1).max())
     width = min(config.data.max_len, -(-width // 8) * 8)
@@ -168,8 +205,12 @@ def train_and_save(config, out_dir: str, *, progress: bool = True) -> dict:
     from purejax.models import init_model, save_pretrained
 
     start = time.perf_counter()
-    tokenizer = build_tokenizer(config.tokenizer.vocab_size, config.tokenizer.problems,
-                                seed=config.seed, spec=spec_from_config(config))
+    tokenizer = build_tokenizer(
+        config.tokenizer.vocab_size,
+        config.tokenizer.problems,
+        seed=config.seed,
+        spec=spec_from_config(config),
+    )
     data, kinds = training_data(config, tokenizer)
     model = init_model(model_config(config, tokenizer), seed=config.seed)
     t = config.train
@@ -185,28 +226,37 @@ def train_and_save(config, out_dir: str, *, progress: bool = True) -> dict:
         state, metrics = step(state, sft.SFTBatch(*(jnp.asarray(x[rows]) for x in data)))
         if i % 10 == 0 or i == t.steps - 1:
             losses.append((i, float(metrics["loss"])))
-            bar.set_postfix(loss=f"{losses[-1][1]:.3f}",
-                            acc=f"{float(metrics['token_accuracy']):.3f}")
+            bar.set_postfix(loss=f"{losses[-1][1]:.3f}", acc=f"{float(metrics['token_accuracy']):.3f}")
     bar.close()
     train_seconds = time.perf_counter() - start  # tokenizer, data and SFT
     model = nnx.merge(graphdef, state.params)
-    heldout = arith.make_problems("heldout", config.eval.problems, seed=config.seed,
-                                  spec=spec_from_config(config))
-    metrics = dict(evaluate(model, tokenizer, heldout, config.eval.max_new_tokens,
-                            config.eval.batch_size))
-    metrics.update(train_seconds=train_seconds,
-                   eval_seconds=time.perf_counter() - start - train_seconds, first_loss=losses[0][1], final_loss=losses[-1][1],
-                   sequence_width=int(data.input_ids.shape[1]),
-                   train_mix={k: kinds.count(k) / len(kinds) for k in arith.TRACE_KINDS})
+    heldout = arith.make_problems(
+        "heldout", config.eval.problems, seed=config.seed, spec=spec_from_config(config)
+    )
+    metrics = dict(evaluate(model, tokenizer, heldout, config.eval.max_new_tokens, config.eval.batch_size))
+    metrics.update(
+        train_seconds=train_seconds,
+        eval_seconds=time.perf_counter() - start - train_seconds,
+        first_loss=losses[0][1],
+        final_loss=losses[-1][1],
+        sequence_width=int(data.input_ids.shape[1]),
+        train_mix={k: kinds.count(k) / len(kinds) for k in arith.TRACE_KINDS},
+    )
     save_pretrained(model, out_dir)
     tokenizer.save_pretrained(out_dir)
     with open(os.path.join(out_dir, MARKER), "w", encoding="utf-8") as f:
-        json.dump(dict(version=WARMSTART_VERSION, config=config.to_dict(), metrics=metrics,
-                       losses=losses), f, indent=2, sort_keys=True, default=str)
+        json.dump(
+            dict(version=WARMSTART_VERSION, config=config.to_dict(), metrics=metrics, losses=losses),
+            f,
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
     return metrics
 
 
 # ---------------------------------------------------------------- evaluation
+
 
 def encode_prompts(tokenizer, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Left-padded (ids int32[B, P], mask bool[B, P]) as the sampler takes them."""
@@ -215,36 +265,55 @@ def encode_prompts(tokenizer, prompts: Sequence[str]) -> tuple[np.ndarray, np.nd
     ids = np.full((len(encoded), width), tokenizer.pad_token_id, np.int32)
     mask = np.zeros((len(encoded), width), bool)
     for i, e in enumerate(encoded):
-        ids[i, width - len(e):] = e
-        mask[i, width - len(e):] = True
+        ids[i, width - len(e) :] = e
+        mask[i, width - len(e) :] = True
     return ids, mask
 
 
-def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int,
-             batch_size: int = 128, temperature: float = 0.0, seed: int = 0) -> list[str]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> list[str]:
     """Decoded responses (special tokens dropped), greedy by default."""
     from purejax.sampling import sample
+
     texts = []
     for lo in range(0, len(prompts), batch_size):
-        chunk = list(prompts[lo:lo + batch_size])
+        chunk = list(prompts[lo : lo + batch_size])
         # Pad the last chunk to the batch size so every call has the same shapes.
         chunk += [chunk[-1]] * (min(batch_size, len(prompts)) - len(chunk))
         ids, mask = encode_prompts(tokenizer, chunk)
-        out = sample(model, ids, mask, max_new_tokens, jax.random.key(seed + lo),
-                     temperature=temperature, eos_token_id=tokenizer.eos_token_id,
-                     pad_token_id=tokenizer.pad_token_id)
+        out = sample(
+            model,
+            ids,
+            mask,
+            max_new_tokens,
+            jax.random.key(seed + lo),
+            temperature=temperature,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         tokens, valid = np.asarray(out.tokens), np.asarray(out.mask)
-        texts += tokenizer.batch_decode([t[v].tolist() for t, v in zip(tokens, valid)],
-                                        skip_special_tokens=True,
-                                        clean_up_tokenization_spaces=False)
-    return texts[:len(prompts)]
+        texts += tokenizer.batch_decode(
+            [t[v].tolist() for t, v in zip(tokens, valid)],
+            skip_special_tokens=True,
+            clean_up_tokenization_spaces=False,
+        )
+    return texts[: len(prompts)]
 
 
-def evaluate(model, tokenizer, problems: Sequence[arith.Problem], max_new_tokens: int,
-             batch_size: int = 128) -> dict[str, Any]:
+def evaluate(
+    model, tokenizer, problems: Sequence[arith.Problem], max_new_tokens: int, batch_size: int = 128
+) -> dict[str, Any]:
     """Greedy held-out metrics: verifier accuracy (purejax.rewards.verify_batch), the oracle's
     answer accuracy (must agree), and step statistics of the responses."""
     from purejax.rewards import verify_batch
+
     texts = generate(model, tokenizer, [p.prompt for p in problems], max_new_tokens, batch_size)
     # In-process verification is safe here: answers come from a 200-token vocabulary
     # without "^", so no comparison can blow up.
@@ -254,9 +323,10 @@ def evaluate(model, tokenizer, problems: Sequence[arith.Problem], max_new_tokens
     return dict(
         accuracy=float(np.mean(verified)),
         oracle_accuracy=float(np.mean([g.answer_correct for g in grades])),
-        accuracy_by_ops={str(k): float(np.mean([v for v, p in zip(verified, problems)
-                                                if len(p.ops) == k]))
-                         for k in sorted({len(p.ops) for p in problems})},
+        accuracy_by_ops={
+            str(k): float(np.mean([v for v, p in zip(verified, problems) if len(p.ops) == k]))
+            for k in sorted({len(p.ops) for p in problems})
+        },
         steps_per_response=len(labels) / len(texts),
         step_label_share={k: labels.count(k) / len(labels) for k in arith.STEP_LABELS},
         responses_with_filler=float(np.mean([("filler" in g.labels) for g in grades])),
@@ -270,6 +340,7 @@ def load_sft_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.
     """get_config() of a config file with "a.b=value" overrides applied, checked and locked."""
     import ast
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("_arith_sft_config", path)
     if spec is None or not os.path.isfile(path):
         raise FileNotFoundError(f"load_sft_config: no config file at {path!r}.")
@@ -287,20 +358,24 @@ def load_sft_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.
         node, parts = config, key.split(".")
         for part in parts[:-1]:
             if part not in node:
-                raise ValueError(f"override {item!r}: config has no field {part!r}; fields: "
-                                 f"{sorted(node.keys())}.")
+                raise ValueError(
+                    f"override {item!r}: config has no field {part!r}; fields: {sorted(node.keys())}."
+                )
             node = node[part]
         if parts[-1] not in node:
-            raise ValueError(f"override {item!r}: config has no field {key!r}; fields here: "
-                             f"{sorted(node.keys())}.")
+            raise ValueError(
+                f"override {item!r}: config has no field {key!r}; fields here: {sorted(node.keys())}."
+            )
         if isinstance(node[parts[-1]], float) and isinstance(value, int):
             value = float(value)
         try:
             with node.unlocked():
                 node[parts[-1]] = value
         except TypeError:
-            raise ValueError(f"override {item!r}: config.{key} must be of type "
-                             f"{type(node[parts[-1]]).__name__}, got {value!r}.") from None
+            raise ValueError(
+                f"override {item!r}: config.{key} must be of type "
+                f"{type(node[parts[-1]]).__name__}, got {value!r}."
+            ) from None
     check_config(config)
     config.lock()
     return config
