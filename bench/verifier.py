@@ -20,9 +20,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from purejax.data import DATA_DIR  # noqa: E402
 from purejax.rewards import VerifierPool, verify_batch  # noqa: E402
 
-MATH500 = "/work/shared/data/math/math500.jsonl"
+MATH500 = os.path.join(DATA_DIR, "math500.jsonl")
 
 
 def _perturb(gold):

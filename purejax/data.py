@@ -14,7 +14,9 @@ import json
 import os
 from typing import Any, Callable
 
-DATA_DIR = os.environ.get("PUREJAX_DATA_DIR", "/work/shared/data/math")
+# The project's data sit in shared/ beside the repository; PUREJAX_DATA_DIR overrides.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIR = os.environ.get("PUREJAX_DATA_DIR", os.path.join(os.path.dirname(_REPO), "shared", "data", "math"))
 TRAIN_FILE = "pure_train_8k_879_answers.json"
 BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
 

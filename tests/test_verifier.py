@@ -1,6 +1,7 @@
 """The math verifier: MATH500 golds, equivalent forms, hostile input, pool robustness."""
 
 import json
+import os
 import re
 import threading
 import time
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 
 from purejax.rewards import VerifierPool, extract_answer, verify, verify_batch
+from purejax.data import DATA_DIR
 from purejax.rewards.answers import answer_rejection
 
-MATH500 = "/work/shared/data/math/math500.jsonl"
+MATH500 = os.path.join(DATA_DIR, "math500.jsonl")
 
 
 @pytest.fixture(scope="module")
