@@ -105,3 +105,15 @@ def test_missing_checkpoint_path_says_what_to_do(smoke_config):
         config.policy.path = "/nonexistent/qwen"
     with pytest.raises(FileNotFoundError, match="Download the policy checkpoint"):
         trainer_lib.build_task(config)
+
+
+def test_early_stop_acts_on_an_alarm(smoke_config, task, tmp_path):
+    # The untrained smoke policy answers in one step, which raises one_step_collapse.
+    config = smoke_config.copy_and_resolve_references()
+    with config.unlocked():
+        config.monitor.early_stop = True
+    _run(config, task, tmp_path)
+    records = read_metrics(str(tmp_path / "metrics.jsonl"))
+    alarmed = [r["step"] for r in records if r.get("train/alarm/one_step_collapse")]
+    assert alarmed, "the smoke policy is expected to trip the one-step alarm"
+    assert records[-1]["step"] == alarmed[0] < smoke_config.total_steps
