@@ -18,9 +18,9 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
+from purejax import config as config_lib
 from purejax import steps as steps_lib
 from purejax import train_step as ts
 from purejax.models import DecoderConfig, init_model
@@ -97,26 +97,9 @@ def main():
 
     (ends, rewards), score_s = _timed(lambda: score(out.tokens, out.mask))
 
-    config = ml_collections.ConfigDict(
-        dict(
-            total_steps=10,
-            rollout=dict(samples_per_prompt=args.samples),
-            advantage=dict(credit="min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=True),
-            optim=dict(lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0),
-            ppo=dict(
-                clip_eps_low=0.2,
-                clip_eps_high=0.2,
-                dual_clip=0.0,
-                epochs=1,
-                minibatches=1,
-                kl_beta=1e-3,
-                kl_estimator="k3",
-                kl_in="reward",
-                loss_agg="token-mean",
-                ratio_guard=0.0,
-            ),
-        )
-    )
+    config = config_lib.defaults()  # the paper's PPO settings (PURE_SPEC §7)
+    config.rollout.samples_per_prompt = args.samples
+    config.advantage.credit = "min"
     optimizer = ts.make_optimizer(config)
     graphdef, state = ts.init_train_state(policy, optimizer)
     update = ts.make_train_step(config, graphdef, optimizer)

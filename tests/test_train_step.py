@@ -2,11 +2,11 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 import purejax as pj
+from purejax import config as config_lib
 from purejax import train_step as ts
 from purejax.models import DecoderConfig, init_model
 
@@ -14,26 +14,10 @@ VOCAB, P, T, K, PROMPTS = 32, 4, 6, 4, 2
 
 
 def _config(**ppo_overrides):
-    config = ml_collections.ConfigDict(
-        dict(
-            total_steps=10,
-            rollout=dict(samples_per_prompt=K),
-            advantage=dict(credit="min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=False),
-            optim=dict(lr=1e-2, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0),
-            ppo=dict(
-                clip_eps_low=0.2,
-                clip_eps_high=0.2,
-                dual_clip=0.0,
-                epochs=1,
-                minibatches=1,
-                kl_beta=1e-3,
-                kl_estimator="k3",
-                kl_in="reward",
-                loss_agg="token-mean",
-                ratio_guard=0.0,
-            ),
-        )
-    )
+    config = config_lib.defaults()  # the paper's PPO settings, then what the tests vary
+    config.rollout.samples_per_prompt = K
+    config.advantage.update(credit="min", whiten=False)
+    config.optim.lr = 1e-2
     config.ppo.update(ppo_overrides)
     return config
 
