@@ -60,7 +60,7 @@ def main():
     paths = {
         "min_form_returns": jax.jit(jax.vmap(pj.min_form_returns)),
         "soft_min_returns": jax.jit(jax.vmap(pj.soft_min_returns, (0, 0, 0, None)), static_argnums=3),
-        "sum_form_returns": jax.jit(jax.vmap(pj.sum_form_returns)),
+        "sum_form_returns": jax.jit(jax.vmap(lambda r, e, m: pj.sum_form_returns(r, m))),
         "advantages(min, token_mean, whiten)": lambda r, e, m: (
             pj.pure_advantages(r, e, m, args.group_size, pj.AdvantageConfig(credit="min")).advantages
         ),
