@@ -1,0 +1,132 @@
+"""The configuration reference: every key, its default and its meaning, generated from the schema.
+
+    python -m experiments.config_reference            # print the Markdown
+    python -m experiments.config_reference --write README.md
+
+The README's reference is this generator's output (a test checks it), so it
+cannot drift from `purejax.config.defaults()` and the reward-source registry.
+"""
+
+from __future__ import annotations
+
+from purejax import config as config_lib
+from purejax.data import DATA_DIR
+from purejax.rewards.sources import SOURCE_TYPES
+
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+# One line per field: what it means (defaults come from the schema itself).
+FIELD_DOCS = {
+    "seed": "Seeds everything: prompt order, sampling, updates, reward subsampling and noise.",
+    "total_steps": "RL steps (one rollout batch and one update each).",
+    "checkpoint_every": "Steps between orbax checkpoints (one is always written at the end).",
+    "eval_every": "Steps between greedy evaluations (also at step 0 and at the end).",
+    "policy.path": "Local HF directory of the policy (config.json, safetensors, tokenizer), or a `builtin:` task.",
+    "policy.dtype": "Parameter and compute dtype of the policy: float32, bfloat16 or float16.",
+    "prm.path": "Local HF directory of the PRM (a ...ForTokenClassification), or `builtin:scripted`.",
+    "prm.step_token": "The PRM's step token; every step-end token is replaced by it (PURE_SPEC §2).",
+    "prm.dtype": "Parameter and compute dtype of the PRM.",
+    "data.train_path": "Training prompts (JSON with question/answer; answer \"null\" when absent).",
+    "data.eval_names": "Names of the held-out benchmarks.",
+    "data.eval_paths": "One file per eval name (the five benchmarks of the paper by default).",
+    "data.prompt_template": "Prompt format with a `{question}` placeholder (Qwen2.5-Math chat template).",
+    "data.step_separator": "Text that ends a reasoning step; every token whose text ends with it is a step end.",
+    "rollout.prompts_per_step": "Prompts per RL step.",
+    "rollout.samples_per_prompt": "Responses per prompt (K, the group of the baselines).",
+    "rollout.max_prompt_len": "Prompt width in tokens; longer prompts are refused.",
+    "rollout.max_new_tokens": "Response width; responses without EOS by then are truncated.",
+    "rollout.temperature": "Sampling temperature.",
+    "rollout.top_p": "Nucleus sampling mass (1 = off).",
+    "rollout.top_k": "Top-k sampling (0 = off).",
+    "rewards": "Reward sources by name, each `purejax.config.reward_source(type, ...)` (see below).",
+    "advantage.credit": "Credit assignment: sum, min, soft_min, worst_step or all_token_min (PURE_SPEC §3).",
+    "advantage.temperature": "T of soft_min (> 0).",
+    "advantage.discount": "gamma of sum-form returns, in (0, 1].",
+    "advantage.baseline": "token_mean, token_rate, step_mean, rloo, grpo, dr_grpo or none (PURE_SPEC §5).",
+    "advantage.whiten": "Whiten advantages over all valid tokens of the batch.",
+    "optim.lr": "AdamW learning rate.",
+    "optim.weight_decay": "AdamW weight decay.",
+    "optim.grad_clip": "Global gradient-norm clip.",
+    "optim.schedule": "constant or cosine (with warmup_steps of linear warm-up).",
+    "optim.warmup_steps": "Linear warm-up steps.",
+    "ppo.clip_eps_low": "Lower clip of the ratio (1 - eps).",
+    "ppo.clip_eps_high": "Upper clip of the ratio (1 + eps).",
+    "ppo.dual_clip": "Dual-clip constant c > 1 for negative advantages (0 = off).",
+    "ppo.epochs": "Passes over each rollout batch.",
+    "ppo.minibatches": "Minibatches per epoch (must divide the batch).",
+    "ppo.kl_beta": "KL coefficient beta.",
+    "ppo.kl_estimator": "k1, k2 or k3 (verl's low_var_kl).",
+    "ppo.kl_in": "reward (-beta kl per token, credited in sum form) or loss.",
+    "ppo.loss_agg": "token-mean, seq-mean-token-mean, seq-mean-token-sum or seq-mean-token-sum-norm.",
+    "ppo.ratio_guard": "Skip the update when the mean ratio exceeds this (0 = off; OpenRLHF uses 10).",
+    "eval.num_prompts": "Held-out prompts evaluated (0 = all).",
+    "eval.batch_size": "Greedy evaluation batch size.",
+    "eval.max_new_tokens": "Greedy evaluation length limit (the paper: 3000).",
+    "logging.keep_checkpoints": "Checkpoints kept (the latest k).",
+    "logging.sample_every": "Steps between sample-response dumps in WORKDIR/samples/.",
+    "logging.tensorboard": "Write TensorBoard event files.",
+    "logging.wandb_project": "W&B project to log to when wandb is installed (\"\" = off).",
+    "monitor.early_stop": "Stop the run when a reward-hacking alarm is raised.",
+}
+
+SOURCE_FIELD_DOCS = {
+    "type": "The source type (one of the table below).",
+    "weight": "Multiplies the source's value (>= 0).",
+    "applies_to": "all, or with_answer (only prompts that have a ground truth).",
+    "fraction": "Share of those prompts the source applies to (a deterministic hash of seed and prompt).",
+    "level": "step (rewards on step ends) or sequence (one value per response).",
+    "baseline": "shared (on the last token, sharing the credit baseline; the official code's VR) or rloo (own RLOO; the paper's VR).",
+}
+
+
+def _fields(section, prefix=""):
+    for key, value in section.items():
+        path = f"{prefix}{key}"
+        if hasattr(value, "items") and path != "rewards":
+            yield from _fields(value, path + ".")
+        else:
+            yield path, value
+
+
+def _show(value) -> str:
+    text = repr(value).replace(DATA_DIR, "<shared>/data/math")
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def markdown() -> str:
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for path, value in _fields(config_lib.defaults()):
+        lines.append(f"| `{path}` | {_show(value)} | {FIELD_DOCS[path]} |")
+    lines += [
+        "",
+        "Every `rewards.<name>` entry has these fields, plus its type's parameters:",
+        "",
+        "| field | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| `{k}` | {v} |" for k, v in SOURCE_FIELD_DOCS.items()]
+    lines += [
+        "",
+        "| source type | kind | level | parameters (defaults) | what it scores |",
+        "|---|---|---|---|---|",
+    ]
+    for name, source in sorted(SOURCE_TYPES.items()):
+        params = ", ".join(f"{k}={v!r}" for k, v in source.params.items()).replace("|", "\\|") or "-"
+        lines.append(f"| `{name}` | {source.kind} | {source.level} | {params} | {source.doc} |")
+    return "\n".join(lines)
+
+
+def undocumented() -> list[str]:
+    """Schema fields without a FIELD_DOCS line (a test keeps this empty)."""
+    return [path for path, _ in _fields(config_lib.defaults()) if path not in FIELD_DOCS]
+
+
+def update_readme(text: str) -> str:
+    """`text` with the block between START and END replaced by `markdown()`."""
+    if START not in text or END not in text:
+        raise ValueError(f"the README has no {START} ... {END} block to fill.")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{markdown()}\n{END}{tail}"
