@@ -79,7 +79,7 @@ def test_resume_equals_uninterrupted(smoke_config, task, uninterrupted, tmp_path
     reference_dir, reference = uninterrupted
     done = 0
     for stop_after in interruptions:
-        trainer = _run(smoke_config, task, tmp_path, stop_after=stop_after - done)
+        _run(smoke_config, task, tmp_path, stop_after=stop_after - done)
         done = stop_after
     resumed = _run(smoke_config, task, tmp_path)
     assert _without_timings(read_metrics(str(tmp_path / "metrics.jsonl"))) == _without_timings(

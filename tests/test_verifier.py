@@ -161,16 +161,13 @@ SLOW = "\\boxed{2^{100000000}}"  # ~1 s in a worker before math-verify's timer s
 
 @pytest.mark.slow
 def test_hostile_answers_score_zero_within_bound(pool, tmp_path):
-    restarts = pool.restarts
     for text in HOSTILE:
         start = time.monotonic()
         got = verify_batch([text], ["5"], pool=pool)
         elapsed = time.monotonic() - start
         assert got.tolist() == [0.0], text[:40]
         assert elapsed < 5.0, (text[:40], elapsed)  # a bound against hangs, not a speed test
-    import os
-
-    assert not os.path.exists("/tmp/purejax_pwned")
+    assert not os.path.exists("/tmp/purejax_pwned")  # no hostile answer ran as code
     assert verify_batch(["\\boxed{5}"], ["5"], pool=pool).tolist() == [1.0]
 
 

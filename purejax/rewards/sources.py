@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejax.rewards import shaping
-from purejax.rewards.prm import PRMScorer, prm_step_rewards
+from purejax.rewards.prm import prm_step_rewards
 from purejax.rewards.verifier import DEFAULT_TIMEOUT_S, verify_batch
 
 
