@@ -140,19 +140,6 @@ def _logp_of(logits_btv, ids_bt):
     return target - jax.nn.logsumexp(logits_btv, axis=-1)
 
 
-def _minibatch_metrics(loss, pg, kl, entropy, clipped, ratio, grad_norm, skipped):
-    return dict(
-        loss=loss,
-        pg_loss=pg,
-        kl_loss=kl,
-        entropy=entropy,
-        clip_fraction=clipped,
-        ratio_mean=ratio,
-        grad_norm=grad_norm,
-        skipped=skipped,
-    )
-
-
 def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, rest=()):
     """Builds the jitted `step(state, batch, rng) -> (state, metrics)`.
 
@@ -164,12 +151,14 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
     """
     s = PPOSettings.from_config(config)
 
-    def logp_and_entropy(params, batch):
-        logits = response_logits(graphdef, params, rest, batch)
-        return _logp_of(logits, batch.response_ids), jax.vmap(losses.entropy_from_logits)(logits)
+    def sequence_logp(params, batch):
+        return _logp_of(response_logits(graphdef, params, rest, batch), batch.response_ids)
 
     def loss_fn(params, mb: RolloutBatch, old_logp, ref_logp, adv):
-        logp, entropy = logp_and_entropy(params, mb)
+        logits = response_logits(graphdef, params, rest, mb)
+        logp = _logp_of(logits, mb.response_ids)
+        # Entropy only here: the old and reference passes need log-probs, not a second [B, T, V] softmax.
+        entropy = jax.vmap(losses.entropy_from_logits)(logits)
         mask = mb.response_mask
         pg_bt = jax.vmap(losses.clipped_surrogate_loss, (0, 0, 0, None, None, None))(
             logp, old_logp, adv, s.clip_eps_low, s.clip_eps_high, s.dual_clip
@@ -183,8 +172,8 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
             logp, old_logp, adv, s.clip_eps_low, s.clip_eps_high
         )
         aux = dict(
-            pg=pg,
-            kl=kl,
+            pg_loss=pg,
+            kl_loss=kl,
             entropy=reductions.masked_mean(entropy, mask),
             clip_fraction=reductions.masked_mean(clipped.astype(jnp.float32), mask),
             ratio_mean=reductions.masked_mean(ratio, mask),
@@ -196,8 +185,8 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
 
     def step(state: TrainState, batch: RolloutBatch, rng):
         rng = jax.random.fold_in(rng, state.step)
-        old_logp, _ = logp_and_entropy(state.params, batch)
-        ref_logp, _ = logp_and_entropy(state.ref_params, batch)
+        old_logp = sequence_logp(state.params, batch)
+        ref_logp = sequence_logp(state.ref_params, batch)
         old_logp, ref_logp = jax.lax.stop_gradient((old_logp, ref_logp))
         mask = batch.response_mask
         kl_bt = jax.vmap(losses.kl_penalty, (0, 0, None))(old_logp, ref_logp, s.kl_estimator) * mask
@@ -225,19 +214,11 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
             )
             updates, new_opt_state = optimizer.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
-            finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+            grad_norm = optax.global_norm(grads)
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
             # apply_if_finite already zeroes the update; also keep NaN params out of the carry.
             new_params = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_params, params)
-            metrics = _minibatch_metrics(
-                loss,
-                aux["pg"],
-                aux["kl"],
-                aux["entropy"],
-                aux["clip_fraction"],
-                aux["ratio_mean"],
-                optax.global_norm(grads),
-                (~finite).astype(jnp.float32),
-            )
+            metrics = dict(aux, loss=loss, grad_norm=grad_norm, skipped=(~finite).astype(jnp.float32))
             return (new_params, new_opt_state), metrics
 
         def run_epoch(carry, epoch_rng):

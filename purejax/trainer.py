@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from tqdm.auto import tqdm
 
 from purejax import checkpoint as checkpoint_lib
@@ -116,8 +117,6 @@ class Trainer:
     # -------------------------------------------------------------- pieces
 
     def _policy(self, params):
-        from flax import nnx
-
         return nnx.merge(self.graphdef, params)
 
     def rollout(self, step: int):
