@@ -37,8 +37,10 @@ def main(argv=None):
         config = config_lib.load(args.config, overrides)
     except config_lib.ConfigError as error:
         sys.exit(f"error: {error}")
-    from purejax import trainer  # after validation: a bad config fails before JAX starts
+    from purejax import distributed, trainer  # after validation: a bad config fails before JAX starts
 
+    # Multi-host: join the other processes before any JAX computation (no-op for one process).
+    distributed.initialize(config)
     trainer.main(config, args.workdir, show_progress=not args.quiet)
 
 

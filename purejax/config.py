@@ -4,9 +4,9 @@ A run is fully described by one locked `ml_collections.ConfigDict` (STYLE.md
 rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
 `configs/common.py`. Sections (later issues extend them, never rename them):
 
-    seed, total_steps, checkpoint_every, eval_every
-    policy    (path, dtype)
-    prm       (path, step_token, dtype)
+    seed, num_seeds, total_steps, checkpoint_every, eval_every
+    policy    (path, dtype, arch)
+    prm       (path, step_token, dtype, arch)
     data      (train_path, eval_names, eval_paths, prompt_template, step_separator)
     rollout   (prompts_per_step, samples_per_prompt, max_prompt_len, max_new_tokens,
                temperature, top_p, top_k)
@@ -14,10 +14,12 @@ rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
     advantage (credit, temperature, discount, baseline, whiten)
     optim     (lr, weight_decay, grad_clip, schedule, warmup_steps)
     ppo       (clip_eps_low, clip_eps_high, dual_clip, epochs, minibatches, kl_beta,
-               kl_estimator, kl_in, loss_agg, ratio_guard)
+               kl_estimator, kl_in, loss_agg, ratio_guard, remat)
     eval      (num_prompts, batch_size, max_new_tokens)
     logging   (keep_checkpoints, sample_every, tensorboard, wandb_project)
     monitor   (early_stop)
+    mesh      (data, fsdp, tensor, rules)
+    distributed (coordinator_address, num_processes, process_id)
 
 Defaults follow PURE_SPEC §7 (the paper's verl runs). ConfigDict fields cannot
 hold None, so "off" is spelt 0 where noted (dual_clip, top_k, ratio_guard).
@@ -67,13 +69,16 @@ def defaults() -> ml_collections.ConfigDict:
     """Every field with its default (PURE_SPEC §7), rewards empty. Unlocked."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.num_seeds = 1
     c.total_steps = 500  # Qwen2.5-Math runs; 1000 for Qwen2.5-7B
     c.checkpoint_every = 50
     c.eval_every = 50
 
-    c.policy = ml_collections.ConfigDict(dict(path="", dtype="bfloat16"))
+    # arch: "" reads config.json in path; or a name of purejax.models.archs.ARCH_TABLE (the planner
+    # needs only the shapes, no weights).
+    c.policy = ml_collections.ConfigDict(dict(path="", dtype="bfloat16", arch=""))
     # The PRM was trained with "\n" after each step; step ends are replaced by it.
-    c.prm = ml_collections.ConfigDict(dict(path="", step_token="\n", dtype="bfloat16"))
+    c.prm = ml_collections.ConfigDict(dict(path="", step_token="\n", dtype="bfloat16", arch=""))
     c.data = ml_collections.ConfigDict(
         dict(
             train_path=os.path.join(DATA_DIR, TRAIN_FILE),
@@ -113,6 +118,7 @@ def defaults() -> ml_collections.ConfigDict:
             kl_in="reward",
             loss_agg="token-mean",
             ratio_guard=0.0,  # 0: off; OpenRLHF zeroes the loss when mean ratio > 10.0
+            remat=False,  # recompute each decoder layer's activations in the backward pass
         )
     )
     # Greedy pass@1 on the held-out prompts, every eval_every steps and at both ends.
@@ -128,7 +134,37 @@ def defaults() -> ml_collections.ConfigDict:
     )  # "": off; W&B logs only when installed and named here
     # Reward-hacking alarms (purejax.monitors.HackingMonitor); early_stop acts on them.
     c.monitor = ml_collections.ConfigDict(dict(early_stop=False))
+    # Device mesh (purejax.sharding): -1 = the rest of the devices; rules map the Decoder's
+    # logical axis names to mesh axes (FSDP over `embed`, tensor parallelism over heads/MLP/vocab).
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules=_default_mesh_rules()))
+    # Multi-process runs (jax.distributed.initialize); "" / 0 / -1 = from the environment.
+    c.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=0, process_id=-1))
     return c
+
+
+def _default_mesh_rules() -> tuple:
+    from purejax.sharding import DEFAULT_RULES
+
+    return DEFAULT_RULES
+
+
+def _mesh_size(path, value):
+    if value == 0 or value < -1:
+        _fail(path, f"must be a positive mesh size or -1 (the rest of the devices), got {value!r}")
+
+
+def _mesh_rules(path, value):
+    from purejax.sharding import check_rules
+
+    try:
+        check_rules(value)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _process_id(path, value):
+    if value < -1:
+        _fail(path, f"must be >= 0, or -1 (from the environment), got {value!r}")
 
 
 def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A002
@@ -199,6 +235,7 @@ _non_negative = _range(0)
 _unit = _range(0, 1)
 
 _CHECKS: dict[str, Callable] = {
+    "num_seeds": _positive,
     "total_steps": _positive,
     "checkpoint_every": _positive,
     "eval_every": _positive,
@@ -235,6 +272,12 @@ _CHECKS: dict[str, Callable] = {
     "eval.max_new_tokens": _positive,
     "logging.keep_checkpoints": _positive,
     "logging.sample_every": _positive,
+    "mesh.data": _mesh_size,
+    "mesh.fsdp": _mesh_size,
+    "mesh.tensor": _mesh_size,
+    "mesh.rules": _mesh_rules,
+    "distributed.num_processes": _non_negative,
+    "distributed.process_id": _process_id,
 }
 
 
@@ -437,10 +480,17 @@ def apply_override(config: ml_collections.ConfigDict, key: str, value: Any) -> N
         _fail(key, f"must be a {_type_name(current)}, got {_type_name(value)} {value!r}")
 
 
-def load(source, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> ml_collections.ConfigDict:
+def load(
+    source,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    check: Callable[[ml_collections.ConfigDict], None] | None = None,
+) -> ml_collections.ConfigDict:
     """Imports a config (file path, module name or module with `get_config()`),
     applies overrides ({'rewards.vr.weight': 2} or ['rewards.vr.weight=2']),
-    validates it and returns it locked."""
+    validates it and returns it locked.
+
+    `check` validates configs of another schema (the warm start's, the PRM
+    trainer's); the default is this module's `validate`, for training runs."""
     module = _import_config_module(source)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"load: {getattr(module, '__file__', module)} has no get_config().")
@@ -455,6 +505,6 @@ def load(source, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> 
         )
         for key, value in pairs:
             apply_override(config, key, value)
-    validate(config)
+    (check or validate)(config)
     config.lock()
     return config

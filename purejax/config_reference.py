@@ -18,14 +18,19 @@ START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 # One line per field: what it means (defaults come from the schema itself).
 FIELD_DOCS = {
     "seed": "Seeds everything: prompt order, sampling, updates, reward subsampling and noise.",
+    "num_seeds": "Trains seeds seed, seed+1, ... in lockstep, vmapped in one jitted sampler and update "
+    "(purejaxrl-style); each seed logs to workdir/seed_N/.",
     "total_steps": "RL steps (one rollout batch and one update each).",
     "checkpoint_every": "Steps between orbax checkpoints (one is always written at the end).",
     "eval_every": "Steps between greedy evaluations (also at step 0 and at the end).",
     "policy.path": "Local HF directory of the policy (config.json, safetensors, tokenizer), or a `builtin:` task.",
     "policy.dtype": "Parameter and compute dtype of the policy: float32, bfloat16 or float16.",
+    "policy.arch": "Architecture without weights for experiments.plan: a name of purejax.models.archs.ARCH_TABLE "
+    "(\"\" = config.json in policy.path, or the table entry of its checkpoint name).",
     "prm.path": "Local HF directory of the PRM (a ...ForTokenClassification), or `builtin:scripted`.",
     "prm.step_token": "The PRM's step token; every step-end token is replaced by it (PURE_SPEC §2).",
     "prm.dtype": "Parameter and compute dtype of the PRM.",
+    "prm.arch": "Like policy.arch, for the PRM (a token classifier with 2 labels).",
     "data.train_path": "Training prompts (JSON with question/answer; answer \"null\" when absent).",
     "data.eval_names": "Names of the held-out benchmarks.",
     "data.eval_paths": "One file per eval name (the five benchmarks of the paper by default).",
@@ -59,6 +64,8 @@ FIELD_DOCS = {
     "ppo.kl_in": "reward (-beta kl per token, credited in sum form) or loss.",
     "ppo.loss_agg": "token-mean, seq-mean-token-mean, seq-mean-token-sum or seq-mean-token-sum-norm.",
     "ppo.ratio_guard": "Skip the update when the mean ratio exceeds this (0 = off; OpenRLHF uses 10).",
+    "ppo.remat": "Recompute each decoder layer's activations in the backward pass (nnx.remat): "
+    "less memory, ~1/3 more compute.",
     "eval.num_prompts": "Held-out prompts evaluated (0 = all).",
     "eval.batch_size": "Greedy evaluation batch size.",
     "eval.max_new_tokens": "Greedy evaluation length limit (the paper: 3000).",
@@ -67,6 +74,15 @@ FIELD_DOCS = {
     "logging.tensorboard": "Write TensorBoard event files.",
     "logging.wandb_project": "W&B project to log to when wandb is installed (\"\" = off).",
     "monitor.early_stop": "Stop the run when a reward-hacking alarm is raised.",
+    "mesh.data": "Data-parallel mesh axis size (-1 = the rest of the devices); see purejax.sharding.",
+    "mesh.fsdp": "FSDP mesh axis size: the batch and every parameter's embed dimension are split over it.",
+    "mesh.tensor": "Tensor-parallel mesh axis size: heads, MLP width and vocabulary are split over it.",
+    "mesh.rules": "(logical_axis, mesh axis or tuple of axes or None) pairs mapping the Decoder's logical axis names "
+    "to mesh axes.",
+    "distributed.coordinator_address": "host:port of process 0 for jax.distributed.initialize "
+    "(\"\" = from the environment: SLURM, TPU pod, or JAX_COORDINATOR_ADDRESS).",
+    "distributed.num_processes": "Number of processes (0 = from the environment).",
+    "distributed.process_id": "This process's index (-1 = from the environment).",
 }
 
 SOURCE_FIELD_DOCS = {

@@ -13,6 +13,8 @@ import math
 import os
 from typing import Any, Mapping
 
+import jax
+
 
 def _plain(value: Any):
     """JSON-safe scalar: floats stay floats, non-finite become null."""
@@ -92,3 +94,20 @@ class MetricsWriter:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+class NullWriter:
+    """What processes other than 0 of a multi-host run log: nothing (records are still returned)."""
+
+    def write(self, step: int, metrics: Mapping[str, Any]) -> dict:
+        record = {"step": int(step)}
+        record.update({k: _plain(v) for k, v in sorted(metrics.items())})
+        return record
+
+    def close(self) -> None:
+        pass
+
+
+def process_writer(workdir: str, **kwargs) -> MetricsWriter | NullWriter:
+    """A MetricsWriter on process 0 (jax.process_index() == 0), a NullWriter on the others."""
+    return MetricsWriter(workdir, **kwargs) if jax.process_index() == 0 else NullWriter()

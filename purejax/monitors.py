@@ -58,7 +58,8 @@ def rollout_stats(
     has_truth = np.isfinite(vr)
     correct = has_truth & (vr > 0.5)
     wrong = has_truth & ~(vr > 0.5)
-    prm_says_correct = np.asarray(prm_min) > 0
+    prm_min = np.asarray(prm_min, np.float64)
+    prm_says_correct = prm_min > 0
     stats = {
         "rollout/length_mean": _mean(lengths),
         "rollout/length_correct": _mean(lengths[correct]),
@@ -69,11 +70,15 @@ def rollout_stats(
         "rollout/frac_0_step": _mean(lengths <= 1),
         "rollout/frac_1_step": _mean((steps == 1) & (lengths > 1)),
         "rollout/process_reward_sum": _mean(process_reward_sum),
+        # The PRM's worst step, comparable across credit modes (the paid reward is not).
+        "rollout/prm_min_mean": _mean(prm_min),
         "rollout/vr_accuracy": _mean(vr[has_truth] > 0.5) if has_truth.any() else float("nan"),
         "rollout/vr_count": float(has_truth.sum()),
         # "match" in the paper: the PRM's verdict agrees with the verifier.
         "rollout/prm_vr_agreement": (
-            _mean(prm_says_correct[has_truth] == (vr[has_truth] > 0.5)) if has_truth.any() else float("nan")
+            _mean(prm_says_correct[has_truth] == (vr[has_truth] > 0.5))
+            if has_truth.any() and not np.isnan(prm_min).all()
+            else float("nan")
         ),
     }
     if texts is not None:

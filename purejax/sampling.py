@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from purejax.models.decoder import Decoder, positions_from_mask
+from purejax import sharding
+from purejax.models.decoder import Decoder, LayerCache, positions_from_mask
 
 # How many times the jitted sampler body has been traced, by name (tests check that a second
 # call with the same shapes does not retrace).
@@ -52,6 +53,7 @@ def sample(
     top_p: float = 1.0,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int = 0,
+    partitioner=None,
 ) -> SampleOutput:
     """Samples max_new_tokens continuations of a batch of prompts.
 
@@ -67,6 +69,9 @@ def sample(
         (after temperature and top-k) reaches top_p.
       eos_token_id: None, one id or a list of ids; a row stops after emitting one.
       pad_token_id: written after a row's EOS.
+      partitioner: a `purejax.sharding.Partitioner` (None: one device). Parameters are placed
+        by their logical axes, prompts, KV cache and outputs split by rows over data x fsdp
+        and the cache's KV heads over tensor; the jitted sampler is traced under the mesh.
     Returns:
       SampleOutput(tokens, mask, logprobs), each [B, N]. Greedy logprobs are log_softmax of the
       raw logits at the argmax.
@@ -84,15 +89,80 @@ def sample(
         pad_token_id,
     )
     graphdef, state = nnx.split(model)
-    greedy = float(temperature) == 0.0
+    prompt_ids, prompt_mask = jnp.asarray(prompt_ids, jnp.int32), jnp.asarray(prompt_mask).astype(bool)
+    if partitioner is not None:
+        # Committed inputs fix the jitted sampler's input shardings (a no-op when already placed).
+        state = jax.device_put(state, partitioner.tree(state))
+        rows = partitioner.batch(prompt_ids.shape[0])
+        prompt_ids, prompt_mask = jax.device_put((prompt_ids, prompt_mask), rows)
+        rng = jax.device_put(rng, partitioner.replicated())
+    traced, static = _options(max_new_tokens, temperature, top_k, top_p, eos, pad_token_id)
     return _sample_jit(
-        graphdef,
-        state,
-        jnp.asarray(prompt_ids, jnp.int32),
-        jnp.asarray(prompt_mask).astype(bool),
-        rng,
-        jnp.float32(1.0 if greedy else temperature),
-        jnp.float32(top_p),
+        graphdef, state, prompt_ids, prompt_mask, rng, *traced, **static, partitioner=partitioner
+    )
+
+
+def sample_seeds(
+    graphdef,
+    params,
+    prompt_ids,
+    prompt_mask,
+    max_new_tokens: int,
+    rngs,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int = 0,
+) -> SampleOutput:
+    """`sample` for S policies at once: jax.vmap over a leading seed axis, one compiled call.
+
+    This is how a seed sweep runs its seeds in parallel (as purejaxrl does): one batched
+    decode instead of S sequential ones.
+
+    Args:
+      graphdef: the policy's nnx GraphDef.
+      params: its nnx.State with a leading axis S on every leaf.
+      prompt_ids, prompt_mask: [S, B, P] (each seed its own prompts) or [B, P] (shared).
+      rngs: S PRNG keys, [S, 2] or [S]; seed s samples with rngs[s].
+      Other arguments as in `sample`.
+    Returns:
+      SampleOutput with [S, B, N] fields; seed s equals `sample(nnx.merge(graphdef, params[s]),
+      ..., rng=rngs[s])` up to float rounding of the batched matmuls.
+    """
+    first = jax.tree.map(lambda x: x[0], params)
+    ids, mask = np.asarray(prompt_ids), np.asarray(prompt_mask)
+    shared = ids.ndim == 2
+    eos = _check_inputs(
+        nnx.merge(graphdef, first),
+        ids if shared else ids.reshape(-1, ids.shape[-1]),
+        mask if shared else mask.reshape(-1, mask.shape[-1]),
+        max_new_tokens,
+        rngs[0],
+        temperature,
+        top_k,
+        top_p,
+        eos_token_id,
+        pad_token_id,
+    )
+    seeds = (
+        {x.shape[0] for x in jax.tree.leaves(params)} | {len(rngs)} | ({len(ids)} if not shared else set())
+    )
+    if len(seeds) != 1:
+        raise ValueError(
+            f"sample_seeds: params, rngs and per-seed prompts need one leading seed axis, got sizes {seeds}."
+        )
+    traced, static = _options(max_new_tokens, temperature, top_k, top_p, eos, pad_token_id)
+    ids, mask = jnp.asarray(ids, jnp.int32), jnp.asarray(mask).astype(bool)
+    return _sample_seeds_jit(graphdef, params, ids, mask, rngs, *traced, **static)
+
+
+def _options(max_new_tokens, temperature, top_k, top_p, eos, pad_token_id):
+    """(traced temperature and top_p, static options) of the jitted sampler: one compile per
+    (shapes, static options); temperature and top_p change freely."""
+    greedy = float(temperature) == 0.0
+    traced = (jnp.float32(1.0 if greedy else temperature), jnp.float32(top_p))
+    static = dict(
         max_new_tokens=int(max_new_tokens),
         greedy=greedy,
         top_k=int(top_k),
@@ -100,6 +170,17 @@ def sample(
         eos=eos,
         pad_token_id=int(pad_token_id),
     )
+    return traced, static
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """The tokenizer's EOS plus the chat end-of-turn tokens Qwen models emit (<|im_end|>, <|endoftext|>)."""
+    ids = set() if tokenizer.eos_token_id is None else {int(tokenizer.eos_token_id)}
+    vocab = tokenizer.get_vocab()
+    ids |= {int(vocab[t]) for t in ("<|im_end|>", "<|endoftext|>") if t in vocab}
+    if not ids:
+        raise ValueError("stop_token_ids: the tokenizer has no eos_token; set one so responses can end.")
+    return sorted(ids)
 
 
 def _check_inputs(
@@ -217,9 +298,28 @@ class _Carry(NamedTuple):
 
 
 @jax.jit(
-    static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "use_top_p", "eos", "pad_token_id")
+    static_argnames=(
+        "graphdef",
+        "max_new_tokens",
+        "greedy",
+        "top_k",
+        "use_top_p",
+        "eos",
+        "pad_token_id",
+        "partitioner",
+    )
 )
 def _sample_jit(
+    graphdef, state, prompt_ids_bp, prompt_mask_bp, rng, temperature, top_p, *, partitioner=None, **static
+):
+    if partitioner is None:
+        return _sample_body(graphdef, state, prompt_ids_bp, prompt_mask_bp, rng, temperature, top_p, **static)
+    with partitioner.active():
+        out = _sample_body(graphdef, state, prompt_ids_bp, prompt_mask_bp, rng, temperature, top_p, **static)
+        return jax.lax.with_sharding_constraint(out, partitioner.batch())
+
+
+def _sample_body(
     graphdef,
     state,
     prompt_ids_bp,
@@ -255,7 +355,7 @@ def _sample_jit(
     # (a [B, P, V] logits array would cost P times the decode step's largest matmul).
     kv_mask_bs = jnp.concatenate([prompt_mask_bp, jnp.ones((b, n - 1), bool)], axis=1)
     pos_bp = positions_from_mask(prompt_mask_bp)
-    cache = model.init_cache(b, slots)
+    cache = _constrain_cache(model.init_cache(b, slots))
     last_b = p - 1 - jnp.argmax(prompt_mask_bp[:, ::-1], axis=1)
     h_b1d, cache = model.forward_cached(prompt_ids_bp, pos_bp, cache, 0, kv_mask_bs, last_b=last_b)
     logits_bv = model.head(h_b1d)[:, 0]
@@ -280,7 +380,7 @@ def _sample_jit(
         token_b = jax.lax.dynamic_slice_in_dim(c.tokens_bn, c.step, 1, axis=1)
         pos_b1 = (n_prompt_b + c.step)[:, None]
         h_b1d, cache = model.forward_cached(token_b, pos_b1, c.cache, p + c.step, kv_mask_bs)
-        return c._replace(step=c.step + 1, cache=cache, logits_bv=model.head(h_b1d)[:, 0])
+        return c._replace(step=c.step + 1, cache=_constrain_cache(cache), logits_bv=model.head(h_b1d)[:, 0])
 
     def cond(c: _Carry):
         # The last token (step N-1) is chosen after the loop: it is never fed back.
@@ -298,3 +398,28 @@ def _sample_jit(
     )
     carry = record(jax.lax.while_loop(cond, body, carry))
     return SampleOutput(carry.tokens_bn, carry.mask_bn, carry.logp_bn)
+
+
+def _constrain_cache(cache):
+    """Rows over data x fsdp, KV heads over tensor (a no-op without an active partitioner)."""
+    return tuple(
+        LayerCache(
+            sharding.constrain(layer.k, sharding.CACHE_K_AXES),
+            sharding.constrain(layer.v, sharding.CACHE_V_AXES),
+        )
+        for layer in cache
+    )
+
+
+@jax.jit(
+    static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "use_top_p", "eos", "pad_token_id")
+)
+def _sample_seeds_jit(graphdef, params, prompt_ids, prompt_mask, rngs, temperature, top_p, **static):
+    prompts_axis = None if prompt_ids.ndim == 2 else 0
+
+    def one_seed(p, ids, mask, rng):
+        return _sample_body(graphdef, p, ids, mask, rng, temperature, top_p, **static)
+
+    return jax.vmap(one_seed, in_axes=(0, prompts_axis, prompts_axis, 0))(
+        params, prompt_ids, prompt_mask, rngs
+    )

@@ -31,6 +31,7 @@ from flax import nnx
 from purejax import losses
 from purejax import pure
 from purejax import reductions
+from purejax import sharding
 
 
 class RolloutBatch(NamedTuple):
@@ -68,6 +69,7 @@ class PPOSettings:
     kl_in: str
     loss_agg: str
     ratio_guard: float | None
+    remat: bool = False
 
     @classmethod
     def from_config(cls, config) -> "PPOSettings":
@@ -86,6 +88,7 @@ class PPOSettings:
             kl_in=str(ppo.kl_in),
             loss_agg=str(ppo.loss_agg),
             ratio_guard=float(ppo.ratio_guard) or None,
+            remat=bool(ppo.remat),
         )
 
 
@@ -124,7 +127,7 @@ def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation)
     return graphdef, TrainState(params, ref_params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 
-def response_logits(graphdef, params, rest, batch: RolloutBatch) -> jnp.ndarray:
+def response_logits(graphdef, params, rest, batch: RolloutBatch, remat: bool = False) -> jnp.ndarray:
     """Policy logits predicting each response token: float32[B, T, V]."""
     model = nnx.merge(graphdef, params, *rest)
     ids = jnp.concatenate([batch.prompt_ids, batch.response_ids], axis=1)
@@ -132,7 +135,7 @@ def response_logits(graphdef, params, rest, batch: RolloutBatch) -> jnp.ndarray:
     p, t = batch.prompt_ids.shape[1], batch.response_ids.shape[1]
     # Position p - 1 + i predicts response token i; the vocabulary projection is
     # applied to those T positions only, not to the prompt.
-    return model.head(model.hidden_states(ids, mask)[:, p - 1 : p + t - 1])
+    return model.head(model.hidden_states(ids, mask, remat=remat)[:, p - 1 : p + t - 1])
 
 
 def _logp_of(logits_btv, ids_bt):
@@ -140,7 +143,9 @@ def _logp_of(logits_btv, ids_bt):
     return target - jax.nn.logsumexp(logits_btv, axis=-1)
 
 
-def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, rest=()):
+def make_train_step(
+    config, graphdef, optimizer: optax.GradientTransformation, rest=(), partitioner=None, state_sharding=None
+):
     """Builds the jitted `step(state, batch, rng) -> (state, metrics)`.
 
     Args:
@@ -148,6 +153,10 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
       graphdef: the policy's nnx GraphDef from `init_train_state`.
       optimizer: from `make_optimizer(config)`.
       rest: non-Param nnx state of the policy (usually empty), merged back as is.
+      partitioner: a `purejax.sharding.Partitioner`, or None for one device. With one, the
+        step is jitted with in/out shardings (state as `state_sharding`, the batch's rows over
+        data x fsdp, rng and metrics replicated) and traced under the mesh.
+      state_sharding: `partitioner.tree(state)`, the TrainState's shardings.
     """
     s = PPOSettings.from_config(config)
 
@@ -155,7 +164,7 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
         return _logp_of(response_logits(graphdef, params, rest, batch), batch.response_ids)
 
     def loss_fn(params, mb: RolloutBatch, old_logp, ref_logp, adv):
-        logits = response_logits(graphdef, params, rest, mb)
+        logits = response_logits(graphdef, params, rest, mb, remat=s.remat)
         logp = _logp_of(logits, mb.response_ids)
         # Entropy only here: the old and reference passes need log-probs, not a second [B, T, V] softmax.
         entropy = jax.vmap(losses.entropy_from_logits)(logits)
@@ -207,7 +216,9 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
 
         def run_minibatch(carry, rows_idx):
             params, opt_state = carry
-            take = lambda x: jnp.take(x, rows_idx, axis=0)
+            # A gather along the sharded row axis would come out replicated (every device
+            # computing every row); keep the minibatch's rows split over data x fsdp.
+            take = lambda x: sharding.constrain(jnp.take(x, rows_idx, axis=0), ("batch",))
             mb = jax.tree.map(take, batch)
             (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 params, mb, take(old_logp), take(ref_logp), take(advantages.advantages)
@@ -238,4 +249,14 @@ def make_train_step(config, graphdef, optimizer: optax.GradientTransformation, r
         )
         return TrainState(params, state.ref_params, opt_state, state.step + 1), metrics
 
-    return jax.jit(step, donate_argnums=0)
+    if partitioner is None:
+        return jax.jit(step, donate_argnums=0)
+    if state_sharding is None:
+        raise ValueError("make_train_step: pass state_sharding=partitioner.tree(state) with a partitioner.")
+    replicated = partitioner.replicated()
+    return partitioner.jit(
+        step,
+        in_shardings=(state_sharding, partitioner.batch(), replicated),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )

@@ -12,6 +12,7 @@ checkpoint writes exactly the records an uninterrupted run writes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -30,11 +31,13 @@ from purejax import monitors
 from purejax import steps as steps_lib
 from purejax import train_step as train_step_lib
 from purejax.data import Prompt, format_prompt
+from purejax.model_paths import require_checkpoint_dir
+from purejax.models import export_pretrained
 from purejax.rewards import compose as compose_lib
 from purejax.rewards import verifier
 from purejax.rewards.prm import PRMScorer
 from purejax.rewards.sources import TokenBatch
-from purejax.sampling import sample
+from purejax.sampling import sample_seeds, stop_token_ids
 
 
 @dataclasses.dataclass
@@ -80,22 +83,32 @@ def prompt_order(num_prompts: int, seed: int, step: int, per_step: int) -> np.nd
     return np.asarray(out, np.int64)
 
 
-def _eos_ids(tokenizer) -> list[int]:
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no eos_token; set one so responses can end.")
-    return [int(tokenizer.eos_token_id)]
-
-
 class Trainer:
-    """One run in `workdir`; `run()` trains to config.total_steps, resuming if possible."""
+    """One run in `workdir`; `run()` trains to config.total_steps, resuming if possible.
+
+    With config.num_seeds = S > 1 the seeds config.seed, ..., config.seed + S - 1
+    train in lockstep, as purejaxrl runs seeds: every array of the training state
+    carries a leading seed axis, and sampling and the update are one jitted vmap
+    over it. Rewards are host-side and computed per seed. Seed s writes what a
+    single-seed run with seed = config.seed + s writes (up to float rounding of
+    the batched matmuls), into workdir/seed_<seed>/; the seeds share one
+    checkpoint in workdir/checkpoints. With S = 1 everything is in `workdir`.
+    """
 
     def __init__(self, config, task: Task, workdir: str, show_progress: bool = True):
         self.config, self.task, self.workdir = config, task, workdir
         self.show_progress = show_progress
         r = config.rollout
         self.k = int(r.samples_per_prompt)
+        self.seeds = tuple(int(config.seed) + s for s in range(int(config.num_seeds)))
+        self.run_dirs = (
+            [workdir]
+            if len(self.seeds) == 1
+            else [os.path.join(workdir, f"seed_{seed}") for seed in self.seeds]
+        )
         self.separator_ids = steps_lib.separator_ids(task.tokenizer, config.data.step_separator)
-        self.eos_ids = _eos_ids(task.tokenizer)
+        self.eos_ids = stop_token_ids(task.tokenizer)
+        self.pad_id = int(task.tokenizer.pad_token_id or 0)
         template = config.data.prompt_template
         self.train_ids, self.train_mask = encode_prompts(
             task.tokenizer, task.train_prompts, template, int(r.max_prompt_len)
@@ -104,40 +117,50 @@ class Trainer:
             task.tokenizer, task.eval_prompts, template, int(r.max_prompt_len)
         )
         self.optimizer = train_step_lib.make_optimizer(config)
-        self.graphdef, self.state = train_step_lib.init_train_state(task.policy, self.optimizer)
-        self.update = train_step_lib.make_train_step(config, self.graphdef, self.optimizer)
+        self.graphdef, state = train_step_lib.init_train_state(task.policy, self.optimizer)
+        # Every seed starts from the same policy; they differ in prompts, samples and rewards.
+        self.state = jax.tree.map(lambda x: jnp.stack([x] * len(self.seeds)), state)
+        step_fn = train_step_lib.make_train_step(config, self.graphdef, self.optimizer)
+        self.update = jax.jit(jax.vmap(step_fn), donate_argnums=0)
+        self.update_keys = jnp.stack([jax.random.PRNGKey(seed) for seed in self.seeds])
         self.step_ends = jax.jit(jax.vmap(steps_lib.step_end_mask, (0, 0, None)))
         temperature = float(config.advantage.temperature)
         self.transformed = jax.jit(jax.vmap(lambda r_t, e_t: credit.soft_min_rewards(r_t, e_t, temperature)))
-        self.monitor = monitors.HackingMonitor()
+        self.monitors = [monitors.HackingMonitor() for _ in self.seeds]
         self.checkpoints = checkpoint_lib.Checkpointer(
             os.path.join(workdir, "checkpoints"), keep=int(config.logging.keep_checkpoints)
         )
 
     # -------------------------------------------------------------- pieces
 
-    def _policy(self, params):
-        return nnx.merge(self.graphdef, params)
+    def policy(self, seed_index: int = 0):
+        """The current policy of one seed, as a Decoder."""
+        return nnx.merge(self.graphdef, jax.tree.map(lambda x: x[seed_index], self.state.params))
 
     def rollout(self, step: int):
+        """Per seed: dataset indices [S, B], prompts [S, B, P] and the samples [S, B, N]."""
         c = self.config
-        prompt_index = np.repeat(
-            prompt_order(len(self.task.train_prompts), int(c.seed), step, int(c.rollout.prompts_per_step)),
-            self.k,
+        per_step = int(c.rollout.prompts_per_step)
+        prompt_index = np.stack(
+            [
+                np.repeat(prompt_order(len(self.task.train_prompts), seed, step, per_step), self.k)
+                for seed in self.seeds
+            ]
         )
         prompt_ids, prompt_mask = self.train_ids[prompt_index], self.train_mask[prompt_index]
-        key = jax.random.fold_in(jax.random.PRNGKey(int(c.seed)), step)
-        out = sample(
-            self._policy(self.state.params),
-            jnp.asarray(prompt_ids),
-            jnp.asarray(prompt_mask),
+        keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), step) for seed in self.seeds])
+        out = sample_seeds(
+            self.graphdef,
+            self.state.params,
+            prompt_ids,
+            prompt_mask,
             int(c.rollout.max_new_tokens),
-            key,
+            keys,
             temperature=float(c.rollout.temperature),
             top_k=int(c.rollout.top_k),
             top_p=float(c.rollout.top_p),
             eos_token_id=self.eos_ids,
-            pad_token_id=int(self.task.tokenizer.pad_token_id or 0),
+            pad_token_id=self.pad_id,
         )
         return prompt_index, prompt_ids, prompt_mask, out
 
@@ -145,12 +168,12 @@ class Trainer:
         tokens = np.where(np.asarray(mask), np.asarray(tokens), -1)
         return self.task.tokenizer.batch_decode([row[row >= 0] for row in tokens], skip_special_tokens=True)
 
-    def evaluate(self) -> dict[str, float]:
-        """Greedy pass@1 on the held-out prompts with the verifier."""
+    def evaluate(self) -> list[dict[str, float]]:
+        """Greedy pass@1 on the held-out prompts with the verifier, one dict per seed."""
         c = self.config
-        policy = self._policy(self.state.params)
-        batch = int(c.eval.batch_size)
-        texts = []
+        batch, n_seeds = int(c.eval.batch_size), len(self.seeds)
+        texts = [[] for _ in self.seeds]
+        greedy_keys = jnp.stack([jax.random.PRNGKey(0)] * n_seeds)
         for start in range(0, len(self.task.eval_prompts), batch):  # fixed-size chunks: one compile
             ids = self.eval_ids[start : start + batch]
             mask = self.eval_mask[start : start + batch]
@@ -158,40 +181,46 @@ class Trainer:
             if pad:
                 ids = np.concatenate([ids, np.repeat(ids[-1:], pad, 0)])
                 mask = np.concatenate([mask, np.repeat(mask[-1:], pad, 0)])
-            out = sample(
-                policy,
-                jnp.asarray(ids),
-                jnp.asarray(mask),
+            out = sample_seeds(
+                self.graphdef,
+                self.state.params,
+                ids,
+                mask,
                 int(c.eval.max_new_tokens),
-                jax.random.PRNGKey(0),
+                greedy_keys,
                 temperature=0.0,
                 eos_token_id=self.eos_ids,
-                pad_token_id=int(self.task.tokenizer.pad_token_id or 0),
+                pad_token_id=self.pad_id,
             )
-            texts.extend(self.decode(out.tokens, out.mask)[: batch - pad])
+            for s in range(n_seeds):
+                texts[s].extend(self.decode(out.tokens[s], out.mask[s])[: batch - pad])
         truths = [p.answer for p in self.task.eval_prompts]
-        scores = verifier.verify_batch(texts, truths)
-        self._last_eval_texts = texts
-        return {"eval/accuracy": float(np.mean(scores)) if len(scores) else float("nan")}
+        scores = np.asarray(
+            verifier.verify_batch([t for seed_texts in texts for t in seed_texts], truths * n_seeds), float
+        )
+        scores = scores.reshape(n_seeds, len(truths))
+        return [
+            {"eval/accuracy": float(row.mean()) if len(truths) else float("nan"), "eval/count": len(truths)}
+            for row in scores
+        ]
 
-    def score(self, step, prompt_index, prompt_ids, prompt_mask, out):
-        texts = self.decode(out.tokens, out.mask)
-        response_ids, response_mask = np.asarray(out.tokens), np.asarray(out.mask)
-        step_end = np.asarray(self.step_ends(out.tokens, out.mask, jnp.asarray(self.separator_ids)))
+    def score(self, step, seed, prompt_index, prompt_ids, prompt_mask, tokens, mask, step_end):
+        """One seed's rewards: texts, ground truths and the composed rewards."""
+        texts = self.decode(tokens, mask)
         truths = [self.task.train_prompts[i].answer for i in prompt_index]
-        tokens = TokenBatch(prompt_ids, prompt_mask, response_ids, response_mask, step_end)
+        batch = TokenBatch(prompt_ids, prompt_mask, tokens, mask, step_end)
         composed = compose_lib.compose_rewards(
             self.config.rewards,
             texts=texts,
             truths=truths,
-            response_mask=response_mask,
+            response_mask=mask,
             prompt_index=prompt_index,
             step=step,
-            seed=int(self.config.seed),
-            tokens=tokens,
+            seed=seed,
+            tokens=batch,
             prm=self.task.prm,
         )
-        return texts, truths, step_end, composed
+        return texts, truths, composed
 
     def _vr_for_monitor(self, composed, texts, truths) -> np.ndarray:
         """1/0 where a ground truth exists (NaN elsewhere), reusing the VR source when present."""
@@ -223,10 +252,15 @@ class Trainer:
             paid = np.where(ends, step_r, np.inf).min(1)
             paid = np.where(np.isfinite(paid), paid, 0.0)
         worst = np.where(ends, step_r, np.inf).min(1)
-        return paid, np.where(np.isfinite(worst), worst, 0.0)
+        worst = np.where(np.isfinite(worst), worst, 0.0)
+        if "step" not in composed.levels.values():  # no process reward to report (e.g. VR only)
+            worst = np.full_like(worst, np.nan)
+        return paid, worst
 
-    def _save_samples(self, step, prompt_index, texts, composed):
-        path = os.path.join(self.workdir, "samples", f"step_{step:06d}.jsonl")
+    def _save_samples(self, run_dir, step, prompt_index, texts, composed):
+        if jax.process_index() != 0:  # multi-host: one process writes
+            return
+        path = os.path.join(run_dir, "samples", f"step_{step:06d}.jsonl")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         rows = []
         for b in range(0, len(texts), self.k):  # the first sample of each prompt
@@ -242,52 +276,66 @@ class Trainer:
     # -------------------------------------------------------------- the loop
 
     def run(self, stop_after: int | None = None) -> dict:
-        """Trains until config.total_steps (or `stop_after` steps of this call, for tests)."""
+        """Trains until config.total_steps (or `stop_after` steps of this call, for tests).
+
+        Returns the last record of each seed: a dict, or with num_seeds > 1 a list of dicts.
+        """
         c = self.config
         start = 0
         restored = self.checkpoints.restore(self.state)
         if restored is not None:
             self.state, meta = restored
             start = int(meta["step"])
-            self.monitor.history = list(meta["monitor_history"])
+            for monitor, history in zip(self.monitors, meta["monitor_history"]):
+                monitor.history = list(history)
         # A fresh start drops whatever an earlier attempt wrote before its first checkpoint.
-        writer = metrics_log.MetricsWriter(
-            self.workdir,
-            resume_step=start if restored else -1,
-            tensorboard=bool(c.logging.tensorboard),
-            wandb_project=c.logging.wandb_project or None,
-            config=c.to_dict(),
-        )
+        writers = [
+            metrics_log.process_writer(
+                run_dir,
+                resume_step=start if restored else -1,
+                tensorboard=bool(c.logging.tensorboard),
+                wandb_project=c.logging.wandb_project or None,
+                config=dict(c.to_dict(), seed=seed, num_seeds=1),
+            )
+            for run_dir, seed in zip(self.run_dirs, self.seeds)
+        ]
         total = int(c.total_steps)
         end = total if stop_after is None else min(total, start + stop_after)
-        summary = {}
+        summaries = [{} for _ in self.seeds]
+        desc = "PURE" if len(self.seeds) == 1 else f"PURE x{len(self.seeds)} seeds"
         bar = tqdm(
-            total=total, initial=start, desc="PURE", disable=not self.show_progress, dynamic_ncols=True
+            total=total,
+            initial=start,
+            desc=desc,
+            disable=not self.show_progress or jax.process_index() != 0,
+            dynamic_ncols=True,
         )
         try:
             if start == 0:
-                summary.update(writer.write(0, self.evaluate()))
+                for summary, writer, record in zip(summaries, writers, self.evaluate()):
+                    summary.update(writer.write(0, record))
             for step in range(start, end):
-                record = self._one_step(step)
+                records = self._one_step(step)
                 done = step + 1
                 if done % int(c.eval_every) == 0 or done == total:
-                    record.update(self.evaluate())
-                summary = writer.write(done, record)
+                    for record, accuracy in zip(records, self.evaluate()):
+                        record.update(accuracy)
+                summaries = [writer.write(done, record) for writer, record in zip(writers, records)]
                 if done % int(c.checkpoint_every) == 0 or done == total:
                     self.checkpoints.save(
                         done,
                         self.state,
-                        {"step": done, "seed": int(c.seed), "monitor_history": self.monitor.state()},
+                        {
+                            "step": done,
+                            "seeds": list(self.seeds),
+                            "monitor_history": [m.state() for m in self.monitors],
+                        },
                     )
                 bar.update(1)
-                bar.set_postfix(
-                    {
-                        k.split("/")[-1]: f"{v:.3g}"
-                        for k, v in summary.items()
-                        if k in _PROGRESS_KEYS and isinstance(v, float)
-                    }
+                bar.set_postfix(_progress(summaries))
+                alarms = sorted(
+                    {k for r in records for k, v in r.items() if k.startswith("train/alarm/") and v}
                 )
-                alarms = [k for k, v in record.items() if k.startswith("train/alarm/") and v]
                 if alarms:
                     bar.write(
                         f"step {done}: reward-hacking alarm: {', '.join(a.split('/')[-1] for a in alarms)}"
@@ -295,18 +343,48 @@ class Trainer:
                     if c.monitor.early_stop:
                         bar.write("stopping early (monitor.early_stop=True)")
                         break
+            if summaries[0].get("step") == total:
+                self.export()
         finally:
             bar.close()
-            writer.close()
-        return summary
+            for writer in writers:
+                writer.close()
+        return summaries[0] if len(self.seeds) == 1 else summaries
 
-    def _one_step(self, step: int) -> dict:
-        c = self.config
+    def export(self) -> list[str]:
+        """Each seed's policy as an HF checkpoint (run_dir/policy) that `experiments.evaluate` and
+        transformers load; returns the directories."""
+        paths = []
+        for s, (run_dir, seed) in enumerate(zip(self.run_dirs, self.seeds)):
+            path = os.path.join(run_dir, "policy")
+            if jax.process_index() == 0:
+                export_pretrained(
+                    self.policy(s),
+                    self.task.tokenizer,
+                    path,
+                    {"purejax_run.json": {"step": int(self.state.step[s]), "seed": seed}},
+                )
+            paths.append(path)
+        return paths
+
+    def _one_step(self, step: int) -> list[dict]:
         t0 = time.perf_counter()
         prompt_index, prompt_ids, prompt_mask, out = self.rollout(step)
         jax.block_until_ready(out.tokens)
         t1 = time.perf_counter()
-        texts, truths, step_end, composed = self.score(step, prompt_index, prompt_ids, prompt_mask, out)
+        tokens, mask = np.asarray(out.tokens), np.asarray(out.mask)
+        width = tokens.shape[-1]
+        step_end = np.asarray(
+            self.step_ends(
+                out.tokens.reshape(-1, width), out.mask.reshape(-1, width), jnp.asarray(self.separator_ids)
+            )
+        ).reshape(tokens.shape)
+        scored = [
+            self.score(
+                step, seed, prompt_index[s], prompt_ids[s], prompt_mask[s], tokens[s], mask[s], step_end[s]
+            )
+            for s, seed in enumerate(self.seeds)
+        ]
         t2 = time.perf_counter()
         batch = train_step_lib.RolloutBatch(
             prompt_ids=jnp.asarray(prompt_ids),
@@ -314,17 +392,33 @@ class Trainer:
             response_ids=out.tokens,
             response_mask=out.mask,
             step_end=jnp.asarray(step_end),
-            step_rewards=jnp.asarray(composed.step_r_bt),
-            seq_rewards=jnp.asarray(composed.seq_r_b),
+            step_rewards=jnp.asarray(np.stack([composed.step_r_bt for _, _, composed in scored])),
+            seq_rewards=jnp.asarray(np.stack([composed.seq_r_b for _, _, composed in scored])),
         )
-        self.state, update_metrics = self.update(self.state, batch, jax.random.PRNGKey(int(c.seed)))
+        self.state, update_metrics = self.update(self.state, batch, self.update_keys)
         update_metrics = jax.device_get(update_metrics)
         t3 = time.perf_counter()
+        timing = {
+            "train/time/sample_s": t1 - t0,
+            "train/time/score_s": t2 - t1,
+            "train/time/update_s": t3 - t2,
+            "train/time/tokens_per_s": float(mask.sum()) / max(t1 - t0, 1e-9),
+        }
+        records = []
+        for s, (texts, truths, composed) in enumerate(scored):
+            record = {f"train/{k}": float(v[s]) for k, v in update_metrics.items()}
+            record.update(self._rollout_record(s, tokens[s], mask[s], step_end[s], texts, truths, composed))
+            record.update(timing)
+            records.append(record)
+            if (step + 1) % int(self.config.logging.sample_every) == 0:
+                self._save_samples(self.run_dirs[s], step + 1, prompt_index[s], texts, composed)
+        return records
 
-        mask = np.asarray(out.mask)
+    def _rollout_record(self, s, tokens, mask, step_end, texts, truths, composed) -> dict:
+        """Seed s's rollout statistics, hacking alarms and per-source reward metrics."""
         lengths = mask.sum(1)
         truncated = lengths == mask.shape[1]
-        last_tokens = np.asarray(out.tokens)[np.arange(len(lengths)), np.maximum(lengths - 1, 0)]
+        last_tokens = tokens[np.arange(len(lengths)), np.maximum(lengths - 1, 0)]
         truncated &= ~np.isin(last_tokens, self.eos_ids)
         paid, worst = self._process_reward(composed, step_end)
         stats = monitors.rollout_stats(
@@ -336,23 +430,22 @@ class Trainer:
             vr_correct=self._vr_for_monitor(composed, texts, truths),
             texts=texts,
         )
-        record = {f"train/{k}": float(v) for k, v in update_metrics.items()}
-        record.update({f"train/{k}": v for k, v in stats.items()})
-        record.update({f"train/{k}": v for k, v in self.monitor.update(stats).items()})
+        record = {f"train/{k}": v for k, v in stats.items()}
+        record.update({f"train/{k}": v for k, v in self.monitors[s].update(stats).items()})
         record.update(
             {f"train/{k}": v for k, v in compose_lib.reward_metrics(composed, step_end_bt=step_end).items()}
         )
-        record.update(
-            {
-                "train/time/sample_s": t1 - t0,
-                "train/time/score_s": t2 - t1,
-                "train/time/update_s": t3 - t2,
-                "train/time/tokens_per_s": float(lengths.sum()) / max(t1 - t0, 1e-9),
-            }
-        )
-        if (step + 1) % int(c.logging.sample_every) == 0:
-            self._save_samples(step + 1, prompt_index, texts, composed)
         return record
+
+
+def _progress(summaries: list[dict]) -> dict:
+    """The progress bar's live metrics: each key's mean over seeds."""
+    out = {}
+    for key in _PROGRESS_KEYS:
+        values = [s[key] for s in summaries if isinstance(s.get(key), float)]
+        if values:
+            out[key.split("/")[-1]] = f"{np.mean(values):.3g}"
+    return out
 
 
 _PROGRESS_KEYS = (
@@ -378,13 +471,26 @@ def _atomic_write(path: str, text: str) -> None:
 # ------------------------------------------------------------------ set-up from a config
 
 
-def _require_dir(path: str, field: str, what: str) -> None:
-    if not path or not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"config.{field}={path!r} is not a local directory. Download {what} (config.json, "
-            f"*.safetensors and the tokenizer files) on a machine with internet access, copy it here "
-            f"and pass its path, e.g. --config.{field}=/data/models/NAME. Nothing is downloaded at run time."
-        )
+def check_paths(config) -> None:
+    """Fails before anything loads (a 7B model takes minutes) if a local path of the config is missing.
+
+    One FileNotFoundError naming the field, what to download (the HF repo for
+    the paper's checkpoints) and where to put it.
+    """
+    from purejax.data import DATA_DIR
+
+    require_checkpoint_dir(config.policy.path, "policy.path", "the policy checkpoint")
+    if any(spec.type == "prm" for spec in config.rewards.values()):
+        require_checkpoint_dir(config.prm.path, "prm.path", "the PRM checkpoint")
+    files = [("data.train_path", config.data.train_path)]
+    files += [(f"data.eval_paths[{i}]", path) for i, path in enumerate(config.data.eval_paths)]
+    for field, path in files:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"config.{field}={path!r} is not a file. The PURE training prompts and the five "
+                f"benchmarks ship in shared/data/math; set PUREJAX_DATA_DIR (now {DATA_DIR}) to their "
+                f"directory or pass --config.{field}=FILE."
+            )
 
 
 def build_task(config) -> Task:
@@ -399,13 +505,12 @@ def build_task(config) -> Task:
     from purejax import data as data_lib
     from purejax.models import load_pretrained
 
-    _require_dir(config.policy.path, "policy.path", "the policy checkpoint")
+    check_paths(config)
     dtype = jnp.dtype(config.policy.dtype)
     policy = load_pretrained(config.policy.path, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(config.policy.path)
     prm = None
     if any(spec.type == "prm" for spec in config.rewards.values()):
-        _require_dir(config.prm.path, "prm.path", "the PRM checkpoint")
         prm_model = load_pretrained(config.prm.path, dtype=jnp.dtype(config.prm.dtype))
         step_ids = tokenizer(config.prm.step_token, add_special_tokens=False)["input_ids"]
         if len(step_ids) != 1:
@@ -413,7 +518,10 @@ def build_task(config) -> Task:
                 f"config.prm.step_token={config.prm.step_token!r} is {len(step_ids)} tokens; "
                 "it must be exactly one token of the policy's tokenizer."
             )
-        prm = PRMScorer(jax.jit(lambda ids, mask: prm_model(ids, mask)), step_ids[0])
+        # The weights are an argument of the jitted forward, not constants baked into it.
+        prm_graphdef, prm_params = nnx.split(prm_model)
+        forward = jax.jit(lambda params, ids, mask: nnx.merge(prm_graphdef, params)(ids, mask))
+        prm = PRMScorer(functools.partial(forward, prm_params), step_ids[0])
     train_prompts = data_lib.load_train_prompts(config.data.train_path)
     eval_prompts = []
     for name, path in zip(config.data.eval_names, config.data.eval_paths):
@@ -428,7 +536,9 @@ def main(config, workdir: str, show_progress: bool = True) -> dict:
     from purejax import report
 
     task = build_task(config)
-    summary = Trainer(config, task, workdir, show_progress=show_progress).run()
+    trainer = Trainer(config, task, workdir, show_progress=show_progress)
+    summary = trainer.run()
     if jax.process_index() == 0:
-        print(report.summarize(workdir))
+        for run_dir in trainer.run_dirs:
+            print(report.summarize(run_dir))
     return summary

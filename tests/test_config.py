@@ -1,25 +1,10 @@
-"""Config schema: the four experiment configs load; every bad field is refused by name."""
+"""Config schema: the paper configs load; every bad field is refused by name."""
 
-import os
-
-import ml_collections
 import pytest
 
 from purejax import config as config_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ["pure_prm", "pure_vr", "pure_prm_vr", "sum_prm"]
-
-
-@pytest.mark.parametrize("name", CONFIGS)
-def test_configs_load_locked_and_valid(name):
-    c = config_lib.load(os.path.join(ROOT, "configs", f"{name}.py"))
-    assert isinstance(c, ml_collections.ConfigDict) and c.is_locked
-    assert c.rollout.prompts_per_step == 64 and c.rollout.samples_per_prompt == 8
-    assert c.ppo.kl_beta == 1e-3 and c.ppo.kl_estimator == "k3" and c.optim.grad_clip == 1.0
-    assert c.advantage.temperature == 0.1 and c.prm.step_token == "\n"
-    with pytest.raises(AttributeError):
-        c.rewards.new_source = 1  # locked
+CONFIGS = [f"qwen25_math_7b_{run}" for run in ("prm", "vr", "prm_vr", "sum_prm")]
 
 
 def test_paper_settings_per_config():
@@ -34,11 +19,11 @@ def test_paper_settings_per_config():
 
 def test_overrides_as_strings_and_mapping():
     c = config_lib.load(
-        "configs.pure_prm_vr", overrides=["config.rewards.vr.weight=2", "advantage.credit=min"]
+        "configs.qwen25_math_7b_prm_vr", overrides=["config.rewards.vr.weight=2", "advantage.credit=min"]
     )
     assert c.rewards.vr.weight == 2.0 and isinstance(c.rewards.vr.weight, float)
     assert c.advantage.credit == "min"
-    c = config_lib.load("configs.pure_prm_vr", overrides={"rewards.vr.fraction": 0.5})
+    c = config_lib.load("configs.qwen25_math_7b_prm_vr", overrides={"rewards.vr.fraction": 0.5})
     assert c.rewards.vr.fraction == 0.5
 
 
@@ -70,7 +55,7 @@ def test_overrides_as_strings_and_mapping():
 )
 def test_bad_values_give_one_message_naming_the_field(override, field, allowed):
     with pytest.raises(config_lib.ConfigError) as err:
-        config_lib.load("configs.pure_prm_vr", overrides=override)
+        config_lib.load("configs.qwen25_math_7b_prm_vr", overrides=override)
     message = str(err.value)
     assert message.startswith(field + ":"), message
     assert allowed in message, message
@@ -79,7 +64,7 @@ def test_bad_values_give_one_message_naming_the_field(override, field, allowed):
 
 def test_wrong_type_is_refused():
     with pytest.raises(config_lib.ConfigError, match=r"config.rewards.vr.weight: must be a float"):
-        config_lib.load("configs.pure_prm_vr", overrides={"rewards.vr.weight": "heavy"})
+        config_lib.load("configs.qwen25_math_7b_prm_vr", overrides={"rewards.vr.weight": "heavy"})
 
 
 def _edited_config(edit):

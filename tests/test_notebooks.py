@@ -21,8 +21,12 @@ def test_committed_without_outputs(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_runs_top_to_bottom(name, tmp_path):
+def test_runs_top_to_bottom(name, tmp_path, monkeypatch):
     from nbclient import NotebookClient
+
+    # reward_hacking.ipynb: a seconds-long smoke sweep in tmp_path instead of loading runs/.
+    monkeypatch.setenv("PUREJAX_NOTEBOOK_SMOKE", "1")
+    monkeypatch.setenv("PUREJAX_NOTEBOOK_WORKDIR", str(tmp_path / "sweep"))
 
     notebook = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
     os.environ.setdefault("MPLBACKEND", "Agg")

@@ -256,3 +256,33 @@ def test_bad_inputs_name_the_argument(tiny, kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         sampling.sample(model, **args)
+
+
+def test_sample_seeds_equals_one_sample_per_seed():
+    """sample_seeds (one vmapped call over S policies) == S separate sample() calls."""
+    from purejax.models import DecoderConfig, init_model
+    from purejax.sampling import sample_seeds
+
+    cfg = DecoderConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2
+    )
+    models = [init_model(cfg, seed=s) for s in range(3)]
+    graphdef = nnx.split(models[0])[0]
+    params = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.split(m)[1] for m in models])
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 64, (3, 5, 7))
+    mask = np.ones((3, 5, 7), bool)
+    mask[:, 0, :3] = False  # a left-padded row
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(3)])
+    for temperature in (1.0, 0.0):
+        out = sample_seeds(graphdef, params, ids, mask, 9, keys, temperature=temperature, eos_token_id=3)
+        shared = sample_seeds(graphdef, params, ids[0], mask[0], 9, keys, temperature=temperature)
+        for s in range(3):
+            ref = sampling.sample(models[s], ids[s], mask[s], 9, keys[s], temperature=temperature, eos_token_id=3)
+            np.testing.assert_array_equal(out.tokens[s], ref.tokens)
+            np.testing.assert_array_equal(out.mask[s], ref.mask)
+            np.testing.assert_allclose(out.logprobs[s], ref.logprobs, atol=1e-5)
+            ref0 = sampling.sample(models[s], ids[0], mask[0], 9, keys[s], temperature=temperature)
+            np.testing.assert_array_equal(shared.tokens[s], ref0.tokens)
+    with pytest.raises(ValueError, match="one leading seed axis"):
+        sample_seeds(graphdef, params, ids, mask, 9, keys[:2])

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from purejax import sharding
 from purejax.models.config import DecoderConfig
 
 _INIT_STD = 0.02  # HF initializer_range default for both families.
@@ -254,8 +255,12 @@ class Decoder(nnx.Module):
         """input_ids int [B, T], attention_mask [B, T] (1 = real token) -> float32 logits [B, T, *]."""
         return self.head(self.hidden_states(input_ids, attention_mask))
 
-    def hidden_states(self, input_ids, attention_mask=None) -> jax.Array:
-        """Final-norm hidden states [B, T, D] in the model dtype."""
+    def hidden_states(self, input_ids, attention_mask=None, remat: bool = False) -> jax.Array:
+        """Final-norm hidden states [B, T, D] in the model dtype.
+
+        remat: recompute each layer's activations in the backward pass (nnx.remat) instead of
+        keeping them, so a training step stores one [B, T, D] residual per layer.
+        """
         if attention_mask is None:
             attention_mask = jnp.ones(input_ids.shape, jnp.int32)
         mask_bt = attention_mask.astype(bool)
@@ -263,10 +268,11 @@ class Decoder(nnx.Module):
         t = input_ids.shape[1]
         causal_ts = jnp.tril(jnp.ones((t, t), bool))
         mask_bts = causal_ts[None] & mask_bt[:, None, :]
-        x = self.embed_vd[...][input_ids]
+        x = sharding.constrain(self.embed_vd[...][input_ids], sharding.RESIDUAL_AXES)
         inv_freq = rope_inv_freq(self.config)
+        run_layer = _run_layer_remat if remat else _run_layer
         for layer in self.layers:
-            x, _ = layer(x, pos_bt, inv_freq, mask_bts)
+            x = sharding.constrain(run_layer(layer, x, pos_bt, inv_freq, mask_bts), sharding.RESIDUAL_AXES)
         return self.final_norm(x)
 
     def head(self, h_btd: jax.Array) -> jax.Array:
@@ -274,7 +280,8 @@ class Decoder(nnx.Module):
         if self.config.head == "classifier":
             return (h_btd @ self.score_dc[...] + self.score_bias_c[...]).astype(jnp.float32)
         w_vd = self.embed_vd[...] if self.config.tie_word_embeddings else self.lm_head_vd[...]
-        return jnp.einsum("btd,vd->btv", h_btd, w_vd).astype(jnp.float32)
+        logits_btv = jnp.einsum("btd,vd->btv", h_btd, w_vd).astype(jnp.float32)
+        return sharding.constrain(logits_btv, sharding.LOGITS_AXES)
 
     # ------------------------------------------------------------------ KV-cached forward
 
@@ -302,7 +309,7 @@ class Decoder(nnx.Module):
         t, s = input_ids_bt.shape[1], kv_mask_bs.shape[1]
         q_slot_t = slot + jnp.arange(t)
         mask_bts = kv_mask_bs[:, None, :] & (jnp.arange(s)[None, :] <= q_slot_t[:, None])[None]
-        x = self.embed_vd[...][input_ids_bt]
+        x = sharding.constrain(self.embed_vd[...][input_ids_bt], sharding.RESIDUAL_AXES)
         inv_freq = rope_inv_freq(self.config)
         new_cache = []
         for i, (layer, layer_cache) in enumerate(zip(self.layers, cache)):
@@ -310,6 +317,13 @@ class Decoder(nnx.Module):
             x, layer_cache = layer(x, pos_bt, inv_freq, mask_bts, layer_cache, slot, query_b)
             new_cache.append(layer_cache)
         return self.final_norm(x), tuple(new_cache)
+
+
+def _run_layer(layer, x_btd, pos_bt, inv_freq, mask_bts):
+    return layer(x_btd, pos_bt, inv_freq, mask_bts)[0]
+
+
+_run_layer_remat = nnx.remat(_run_layer)
 
 
 def init_model(config: DecoderConfig, seed: int | nnx.Rngs = 0, dtype=jnp.float32) -> Decoder:

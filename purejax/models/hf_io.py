@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from typing import Callable, NamedTuple
 
 import jax
@@ -210,3 +212,29 @@ def save_pretrained(model: Decoder, path: str) -> None:
         json.dump(hf_config, f, indent=2, sort_keys=True)
     # transformers requires the "format" metadata to read a safetensors file.
     save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+
+
+def export_pretrained(
+    model: Decoder, tokenizer, path: str, extra_json: dict[str, dict] | None = None
+) -> None:
+    """`save_pretrained` plus the tokenizer and small JSON files, written atomically.
+
+    Everything goes into a temporary sibling directory that is renamed into place
+    (replacing an earlier export at `path`), so a crash never leaves a half-written
+    checkpoint where transformers or `load_pretrained` would find it.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        save_pretrained(model, tmp)
+        tokenizer.save_pretrained(tmp)
+        for name, payload in (extra_json or {}).items():
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                json.dump(payload, f, indent=2, sort_keys=True, default=str)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

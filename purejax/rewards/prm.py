@@ -31,6 +31,28 @@ class PRMScorer(NamedTuple):
     step_token_id: int
 
 
+def prm_inputs(prompt_ids, prompt_mask, response_ids, response_mask, step_end_mask, step_token_id):
+    """The PRM's input for a batch of responses (PURE_SPEC §2): what it reads, and where.
+
+    input_ids = [prompt ; response with every step-end token replaced by the step
+    token], attention = [prompt_mask ; response_mask]. Used by `prm_step_rewards`
+    at RL time and by `purejax.prm_data` to build training examples, so a trained
+    PRM is labelled on exactly the tokens it is read on.
+
+    Returns:
+      (input_ids [B, P+T] in response_ids' dtype, attention int32 [B, P+T],
+      end_bt bool [B, T]: the valid step ends, whose PRM positions are P + t).
+    """
+    response_ids = jnp.asarray(response_ids)
+    end_bt = jnp.asarray(step_end_mask).astype(bool) & jnp.asarray(response_mask).astype(bool)
+    prm_response_bt = jnp.where(end_bt, jnp.asarray(step_token_id, response_ids.dtype), response_ids)
+    input_ids = jnp.concatenate([jnp.asarray(prompt_ids).astype(response_ids.dtype), prm_response_bt], axis=1)
+    attention = jnp.concatenate([jnp.asarray(prompt_mask), jnp.asarray(response_mask)], axis=1).astype(
+        jnp.int32
+    )
+    return input_ids, attention, end_bt
+
+
 def prm_step_rewards(
     logits_fn: LogitsFn, prompt_ids, prompt_mask, response_ids, response_mask, step_end_mask, step_token_id
 ) -> jnp.ndarray:
@@ -63,11 +85,8 @@ def prm_step_rewards(
     chex.assert_equal_shape([response_ids, response_mask, step_end_mask])
     chex.assert_equal_shape_prefix([prompt_ids, response_ids], 1)
     width = response_ids.shape[1]
-    end_bt = jnp.asarray(step_end_mask).astype(bool) & jnp.asarray(response_mask).astype(bool)
-    prm_response_bt = jnp.where(end_bt, jnp.asarray(step_token_id, response_ids.dtype), response_ids)
-    input_ids = jnp.concatenate([jnp.asarray(prompt_ids).astype(response_ids.dtype), prm_response_bt], axis=1)
-    attention = jnp.concatenate([jnp.asarray(prompt_mask), jnp.asarray(response_mask)], axis=1).astype(
-        jnp.int32
+    input_ids, attention, end_bt = prm_inputs(
+        prompt_ids, prompt_mask, response_ids, response_mask, step_end_mask, step_token_id
     )
     logits = logits_fn(input_ids, attention)
     chex.assert_shape(

@@ -3,6 +3,8 @@
     config.policy.path = "builtin:arith"       the cached SFT warm start (configs/arith_sft.py)
     config.policy.path = "builtin:arith_random"  the same model class, random weights (smoke tests)
     config.prm.path    = "builtin:scripted"    the scripted PRM with the paper's weaknesses
+    config.prm.path    = "builtin:arith_learned"  the learned PRM (configs/arith_prm.py, cached)
+    config.prm.path    = "/a/dir"              a PRM trained by experiments/train_prm.py
     config.data.train_path = "builtin:arith"   training problems (every one has its answer)
     config.data.eval_paths = ("builtin:arith",)  held-out problems
 
@@ -49,6 +51,43 @@ class ScriptedStepRewards:
         return self.prm(tokens.response_ids, tokens.response_mask, tokens.step_end, problems)
 
 
+def arith_warm_start_path(show_progress: bool = True) -> str:
+    """The cached warm-start policy directory (trained first if absent)."""
+    return warm_start(load_sft_config(SFT_CONFIG), progress=show_progress).path
+
+
+def learned_prm_scorer(path: str, tokenizer, config):
+    """A PRMScorer over the PRM checkpoint at `path` ("builtin:arith_learned" = the cached one).
+
+    The PRM must share the policy's tokenizer (same ids); it does when trained by
+    experiments/train_prm.py from the warm start.
+    """
+    import jax
+
+    from purejax.models import load_pretrained
+    from purejax.prm_data import step_token_id
+    from purejax.rewards.prm import PRMScorer
+
+    if path == "builtin:arith_learned":
+        from purejax.tasks.arith_prm import learned_prm
+
+        path = learned_prm()[0]
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"config.prm.path={path!r}: not a directory; train one with "
+            f"`python -m experiments.train_prm --config configs/arith_prm.py --workdir DIR` and pass DIR/prm."
+        )
+    model = load_pretrained(path, dtype=jnp.dtype(config.prm.dtype))
+    if model.config.vocab_size != len(tokenizer):
+        raise ValueError(
+            f"config.prm.path={path!r} has vocab_size {model.config.vocab_size} but the policy's tokenizer "
+            f"has {len(tokenizer)} tokens; the PRM must be trained on the policy's tokenizer."
+        )
+    return PRMScorer(
+        jax.jit(lambda ids, mask: model(ids, mask)), step_token_id(tokenizer, config.prm.step_token)
+    )
+
+
 def _prompts(split: str, n: int, seed: int, spec: arith.ArithSpec) -> list[Prompt]:
     return [
         Prompt(f"arith/{split}/{i}", p.question, p.truth)
@@ -86,11 +125,15 @@ def build_task(config, show_progress: bool = True):
     train_problems = arith.make_problems("train", TRAIN_PROBLEMS, seed=int(config.seed), spec=spec)
     prm = None
     if any(source.type == "prm" for source in config.rewards.values()):
-        if config.prm.path != "builtin:scripted":
+        if config.prm.path == "builtin:scripted":
+            prm = ScriptedStepRewards(tokenizer, train_problems, seed=int(config.seed))
+        elif config.prm.path == "builtin:arith_learned" or not config.prm.path.startswith("builtin:"):
+            prm = learned_prm_scorer(config.prm.path, tokenizer, config)
+        else:
             raise ValueError(
-                f"config.prm.path={config.prm.path!r}: the builtin task's PRM is 'builtin:scripted'."
+                f"config.prm.path={config.prm.path!r}: the builtin task's PRM is 'builtin:scripted', "
+                f"'builtin:arith_learned' or a local PRM directory."
             )
-        prm = ScriptedStepRewards(tokenizer, train_problems, seed=int(config.seed))
     train = [Prompt(f"arith/train/{i}", p.question, p.truth) for i, p in enumerate(train_problems)]
     heldout = _prompts("heldout", int(config.eval.num_prompts) or 256, seed=0, spec=spec)
     return Task(policy, tokenizer, train, heldout, prm)

@@ -118,13 +118,17 @@ def config_hash(config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def cache_path(config) -> str:
-    root = (
-        config.cache_dir
+def cache_root(cache_dir: str = "") -> str:
+    """`cache_dir`, else $PUREJAX_CACHE, else ~/.cache/purejax: where built artifacts are kept."""
+    return (
+        cache_dir
         or os.environ.get("PUREJAX_CACHE")
         or os.path.join(os.path.expanduser("~"), ".cache", "purejax")
     )
-    return os.path.join(root, "arith_warmstart", config_hash(config))
+
+
+def cache_path(config) -> str:
+    return os.path.join(cache_root(config.cache_dir), "arith_warmstart", config_hash(config))
 
 
 def model_config(config, tokenizer):
@@ -338,44 +342,6 @@ def evaluate(
 
 def load_sft_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """get_config() of a config file with "a.b=value" overrides applied, checked and locked."""
-    import ast
-    import importlib.util
+    from purejax import config as config_lib
 
-    spec = importlib.util.spec_from_file_location("_arith_sft_config", path)
-    if spec is None or not os.path.isfile(path):
-        raise FileNotFoundError(f"load_sft_config: no config file at {path!r}.")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r}: expected key=value, e.g. train.steps=100.")
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        node, parts = config, key.split(".")
-        for part in parts[:-1]:
-            if part not in node:
-                raise ValueError(
-                    f"override {item!r}: config has no field {part!r}; fields: {sorted(node.keys())}."
-                )
-            node = node[part]
-        if parts[-1] not in node:
-            raise ValueError(
-                f"override {item!r}: config has no field {key!r}; fields here: {sorted(node.keys())}."
-            )
-        if isinstance(node[parts[-1]], float) and isinstance(value, int):
-            value = float(value)
-        try:
-            with node.unlocked():
-                node[parts[-1]] = value
-        except TypeError:
-            raise ValueError(
-                f"override {item!r}: config.{key} must be of type "
-                f"{type(node[parts[-1]]).__name__}, got {value!r}."
-            ) from None
-    check_config(config)
-    config.lock()
-    return config
+    return config_lib.load(path, overrides, check=check_config)

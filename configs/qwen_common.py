@@ -1,0 +1,74 @@
+"""The paper's nine real runs: {Qwen2.5-Math-7B, Qwen2.5-Math-1.5B, Qwen2.5-7B} x {PRM, VR, PRM+VR}.
+
+Each configs/qwen25_<model>_<run>.py is `paper_run(model, run)`. Everything not
+set here is the PURE_SPEC §7 default of `purejax.config.defaults()`: 64 prompts
+x 8 samples, one gradient step per rollout, sampling temperature 1.0, KL beta
+1e-3 (k3, in the reward), clip 0.2, grad norm 1.0, constant LR, 1024 prompt +
+7168 response tokens, soft-min T = 0.1, token-mean baseline with whitening,
+checkpoint and greedy evaluation (3000 tokens) every 50 steps.
+
+Checkpoints are read from `$PUREJAX_MODELS/<name>` (purejax.model_paths; default
+<repo>/../shared/models); a missing one fails before anything loads, naming the
+HF repo to download and the field to override (--config.policy.path=DIR,
+--config.prm.path=DIR). The data default to shared/data/math ($PUREJAX_DATA_DIR).
+
+Choices where the sources differ (PURE_SPEC: the paper is the default):
+- VR baseline: the paper's own plain RLOO ('rloo'); the verl code's variant
+  (VR on the last token, sharing the token baseline) is --config.rewards.vr.baseline=shared.
+- VR coverage: the VR applies to the prompts with a ground truth; with the
+  shipped training file that is 879 of 8,523 (~10%), the paper's PRM+VR
+  setting. PURE-VR therefore also rewards only those 879 (the others give zero
+  advantage); for the paper's full-VR run point --config.data.train_path at a
+  file whose every prompt has an answer (the file's `ref_answer`s are kept out
+  of training rewards on purpose, see purejax.data).
+- Response budget: the verl yaml's 7168 tokens (spec §7), although
+  Qwen2.5-Math's config.json declares 4096 positions; lower
+  --config.rollout.max_new_tokens for a cheaper run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from configs import common
+from purejax import model_paths
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseModel:
+    checkpoint: str  # a key of purejax.model_paths.HF_REPOS
+    total_steps: int
+
+
+# PURE_SPEC §7: 500 steps for the Math models, 1000 for Qwen2.5-7B.
+MODELS = {
+    "qwen25_math_7b": BaseModel("Qwen2.5-Math-7B", total_steps=500),
+    "qwen25_math_1_5b": BaseModel("Qwen2.5-Math-1.5B", total_steps=500),
+    "qwen25_7b": BaseModel("Qwen2.5-7B", total_steps=1000),
+}
+# Every run scores with the one released PRM (Qwen2.5-Math-7B trained on PRM800K).
+PRM_CHECKPOINT = "PURE-PRM-7B"
+# PURE_SPEC §7: lr 5e-7 for PRM-only, 1e-6 for VR and PRM+VR.
+LEARNING_RATES = {"prm": 5e-7, "vr": 1e-6, "prm_vr": 1e-6}
+RUNS = tuple(LEARNING_RATES)
+
+
+def paper_run(model: str, run: str, credit: str = "soft_min") -> ml_collections.ConfigDict:
+    """The validated, locked config of the paper's `run` ('prm', 'vr', 'prm_vr') on `model`;
+    `credit` is PURE's soft_min, or 'sum' for the ablation that collapses."""
+    if model not in MODELS:
+        raise ValueError(f"paper_run: unknown model {model!r}; allowed: {', '.join(MODELS)}.")
+    if run not in LEARNING_RATES:
+        raise ValueError(f"paper_run: unknown run {run!r}; allowed: {', '.join(RUNS)}.")
+    spec = MODELS[model]
+    c = common.base(lr=LEARNING_RATES[run], credit=credit)
+    c.total_steps = spec.total_steps
+    c.policy.path = model_paths.local_path(spec.checkpoint)
+    c.prm.path = model_paths.local_path(PRM_CHECKPOINT)
+    if run in ("prm", "prm_vr"):
+        c.rewards.prm = common.prm_reward()
+    if run in ("vr", "prm_vr"):
+        c.rewards.vr = common.vr_reward(baseline="rloo")
+    return common.finish(c)

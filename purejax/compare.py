@@ -1,0 +1,395 @@
+"""Credit-assignment comparison: arms x seeds on one base config, then plots, a table and findings.
+
+    python -m experiments.compare_credit --config configs/compare_credit.py --workdir runs/compare
+
+An arm is a named edit of the base config (credit mode, soft-min temperature,
+baseline, reward sources). Each arm trains all its seeds in one vmapped run
+(`config.num_seeds`, see `purejax.trainer.Trainer`) in workdir/<arm>/, so an
+interrupted sweep resumes where it stopped and a finished arm is not re-run.
+The findings the paper reports (PURE_SPEC §8) are checked from the numbers, and
+one that does not show is reported as not shown, with its numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from purejax import config as config_lib
+from purejax import report
+from purejax.metrics_log import read_metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    name: str
+    slug: str  # its directory name
+    edit: Callable  # (unlocked ConfigDict) -> None
+
+
+def _prm_only(c):
+    c.rewards = config_lib.ml_collections.ConfigDict(
+        {"prm": config_lib.reward_source("prm", applies_to="all", level="step", baseline="shared")}
+    )
+
+
+def _vr(fraction):
+    return config_lib.reward_source(
+        "verifiable", applies_to="with_answer", fraction=fraction, level="sequence", baseline="rloo"
+    )
+
+
+def _arm(name, slug, credit, temperature=None, baseline="token_mean", rewards=_prm_only):
+    def edit(c):
+        rewards(c)
+        c.advantage.credit = credit
+        c.advantage.baseline = baseline
+        if temperature is not None:
+            c.advantage.temperature = temperature
+
+    return Arm(name, slug, edit)
+
+
+def _prm_and_vr(c):
+    _prm_only(c)
+    c.rewards.vr = _vr(0.1)
+
+
+def _vr_only(c):
+    c.rewards = config_lib.ml_collections.ConfigDict({"vr": _vr(1.0)})
+
+
+# The arms of the paper's comparison (PURE_SPEC §3, §8). PRM-only unless named.
+ARMS = (
+    _arm("sum", "sum", "sum"),
+    _arm("soft_min T=0.01", "soft_min_t0.01", "soft_min", 0.01),
+    _arm("soft_min T=0.1", "soft_min_t0.1", "soft_min", 0.1),
+    _arm("soft_min T=1", "soft_min_t1", "soft_min", 1.0),
+    _arm("min", "min", "min"),
+    _arm("worst_step", "worst_step", "worst_step"),
+    _arm("min + 10% VR", "min_vr10", "min", rewards=_prm_and_vr),
+    _arm("VR only", "vr_only", "min", rewards=_vr_only),
+    _arm("min, step_mean baseline", "min_step_mean", "min", baseline="step_mean"),
+)
+ARMS_BY_SLUG = {arm.slug: arm for arm in ARMS}
+
+# (metrics key, plot title): what the issue asks to see per arm.
+CURVES = (
+    ("eval/accuracy", "held-out greedy accuracy"),
+    ("train/rollout/vr_accuracy", "rollout accuracy (T=1)"),
+    ("train/rollout/length_mean", "response length (tokens)"),
+    ("train/rollout/steps_mean", "steps per answer"),
+    ("train/rollout/prm_min_mean", "process reward (worst step)"),
+    ("train/rollout/frac_1_step", "fraction of 1-step answers"),
+)
+
+
+def select_arms(slugs: Sequence[str] | None) -> list[Arm]:
+    if not slugs:
+        return list(ARMS)
+    unknown = [s for s in slugs if s not in ARMS_BY_SLUG]
+    if unknown:
+        raise ValueError(f"--arms: unknown arm(s) {unknown}; choose from {list(ARMS_BY_SLUG)}.")
+    return [ARMS_BY_SLUG[s] for s in slugs]
+
+
+def arm_config(base, arm: Arm, num_seeds: int):
+    """The base config with the arm's edit and `num_seeds`, validated and locked."""
+    c = base.copy_and_resolve_references()
+    c.unlock()
+    arm.edit(c)
+    c.num_seeds = int(num_seeds)
+    config_lib.validate(c)
+    c.lock()
+    return c
+
+
+def seed_dirs(workdir: str, arm: Arm, num_seeds: int, first_seed: int) -> list[str]:
+    arm_dir = os.path.join(workdir, arm.slug)
+    if num_seeds == 1:
+        return [arm_dir]
+    return [os.path.join(arm_dir, f"seed_{first_seed + s}") for s in range(num_seeds)]
+
+
+def run_sweep(base, arms: Sequence[Arm], num_seeds: int, workdir: str, show_progress=True) -> dict:
+    """Trains every arm (resuming unfinished ones); returns {arm slug: wall seconds of this call}."""
+    from purejax import trainer as trainer_lib
+
+    task = trainer_lib.build_task(arm_config(base, arms[0], num_seeds))
+    walls = {}
+    for i, arm in enumerate(arms):
+        config = arm_config(base, arm, num_seeds)
+        if show_progress:
+            print(f"[{i + 1}/{len(arms)}] {arm.name} ({num_seeds} seeds, vmapped)", flush=True)
+        start = time.perf_counter()
+        trainer_lib.Trainer(config, task, os.path.join(workdir, arm.slug), show_progress).run()
+        walls[arm.slug] = time.perf_counter() - start
+    return walls
+
+
+# -------------------------------------------------------------------------- results
+
+
+def _final(records, key):
+    _, values = report.series(records, key)
+    return values[-1] if values else math.nan
+
+
+def _tail_mean(records, key, frac=0.2):
+    """Mean over the last `frac` of the run (per-step rollout metrics are noisy)."""
+    steps, values = report.series(records, key)
+    if not values:
+        return math.nan
+    cut = steps[-1] - frac * (steps[-1] - steps[0])
+    return float(np.mean([v for s, v in zip(steps, values) if s >= cut]))
+
+
+def _first_alarm(records) -> int | None:
+    for r in records:
+        if any(v for k, v in r.items() if k.startswith("train/alarm/")):
+            return int(r["step"])
+    return None
+
+
+def arm_results(workdir: str, arm: Arm, num_seeds: int, first_seed: int = 0, eval_count: int = 0) -> dict:
+    """Per-seed numbers of one arm, and their mean/std (`eval_count`: held-out prompts per
+    evaluation, for runs whose records predate `eval/count`)."""
+    runs = [
+        read_metrics(os.path.join(d, "metrics.jsonl")) for d in seed_dirs(workdir, arm, num_seeds, first_seed)
+    ]
+    runs = [r for r in runs if r]
+    per_seed = []
+    for records in runs:
+        _, accuracy = report.series(records, "eval/accuracy")
+        _, count = report.series(records, "eval/count")
+        per_seed.append(
+            {
+                "steps": int(records[-1]["step"]),
+                "eval_count": int(count[-1]) if count else eval_count,
+                "accuracy_start": accuracy[0] if accuracy else math.nan,
+                "accuracy_final": accuracy[-1] if accuracy else math.nan,
+                "accuracy_best": max(accuracy) if accuracy else math.nan,
+                "steps_per_answer": _tail_mean(records, "train/rollout/steps_mean"),
+                "steps_per_answer_start": report.series(records, "train/rollout/steps_mean")[1][0]
+                if report.series(records, "train/rollout/steps_mean")[1]
+                else math.nan,
+                "length": _tail_mean(records, "train/rollout/length_mean"),
+                "process_reward": _tail_mean(records, "train/rollout/prm_min_mean"),
+                "frac_1_step": _tail_mean(records, "train/rollout/frac_1_step"),
+                "rollout_accuracy": _tail_mean(records, "train/rollout/vr_accuracy"),
+                "first_alarm": _first_alarm(records),
+            }
+        )
+    summary = {"arm": arm.name, "slug": arm.slug, "seeds": len(per_seed), "per_seed": per_seed}
+    for key in (
+        "accuracy_start",
+        "accuracy_final",
+        "accuracy_best",
+        "steps_per_answer",
+        "steps_per_answer_start",
+        "length",
+        "process_reward",
+        "frac_1_step",
+        "rollout_accuracy",
+    ):
+        values = np.array([s[key] for s in per_seed], float)
+        summary[key] = float(values.mean()) if len(values) else math.nan
+        summary[f"{key}_std"] = float(values.std()) if len(values) else math.nan
+    summary["alarmed_seeds"] = sum(s["first_alarm"] is not None for s in per_seed)
+    summary["accuracy_noise"] = _accuracy_noise(summary["accuracy_start"], per_seed)
+    return summary
+
+
+def _accuracy_noise(p: float, per_seed) -> float:
+    """Standard error of a seed-mean held-out accuracy from the finite evaluation set alone
+    (binomial, sqrt(p (1 - p) / n) per seed, / sqrt(seeds)); 0 when the count is unknown."""
+    counts = [s["eval_count"] for s in per_seed if s["eval_count"]]
+    if not counts or not math.isfinite(p):
+        return 0.0
+    return math.sqrt(p * (1 - p) / float(np.mean(counts))) / math.sqrt(len(counts))
+
+
+def _mean_curves(workdir, arm, num_seeds, first_seed):
+    """Per metric: the seed-mean curve (steps every seed logged)."""
+    runs = [
+        read_metrics(os.path.join(d, "metrics.jsonl")) for d in seed_dirs(workdir, arm, num_seeds, first_seed)
+    ]
+    runs = [r for r in runs if r]
+    curves = {}
+    for key, _ in CURVES:
+        per_seed = [dict(zip(*report.series(r, key))) for r in runs]
+        steps = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
+        curves[key] = (steps, np.array([[p[s] for s in steps] for p in per_seed], float))
+    return curves
+
+
+def plot_sweep(workdir: str, arms: Sequence[Arm], num_seeds: int, path: str, first_seed: int = 0) -> str:
+    """One panel per curve, one line per arm (seed mean, shaded min-max over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 3
+    rows = math.ceil(len(CURVES) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.4 * rows), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for i, arm in enumerate(arms):
+        curves = _mean_curves(workdir, arm, num_seeds, first_seed)
+        for ax, (key, title) in zip(axes.flat, CURVES):
+            steps, values = curves[key]
+            if not steps:
+                continue
+            smooth = _smooth(values.mean(0)) if key.startswith("train/") else values.mean(0)
+            ax.plot(steps, smooth, color=colors(i), label=arm.name, lw=1.4)
+            ax.fill_between(steps, values.min(0), values.max(0), color=colors(i), alpha=0.12, lw=0)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("RL step", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(CURVES) :]:
+        ax.axis("off")
+    fig.suptitle(f"credit assignment on the arithmetic miniature ({num_seeds} seeds per arm)", fontsize=11)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _smooth(y, window: int = 9):
+    """Centred moving average (per-step rollout metrics of 128 samples are noisy)."""
+    if len(y) < window:
+        return y
+    kernel = np.ones(window) / window
+    padded = np.pad(y, window // 2, mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def _pm(mean, std, scale=1.0, digits=1):
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def table(results: Sequence[dict]) -> str:
+    """A markdown table: accuracy (points) before/after/best, behaviour at the end, alarms."""
+    lines = [
+        "| arm | seeds | accuracy start | accuracy final | best | steps/answer | length | "
+        "worst-step reward | 1-step answers | seeds alarmed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['arm']} | {r['seeds']} | {_pm(r['accuracy_start'], r['accuracy_start_std'], 100)} | "
+            f"{_pm(r['accuracy_final'], r['accuracy_final_std'], 100)} | "
+            f"{_pm(r['accuracy_best'], r['accuracy_best_std'], 100)} | "
+            f"{_pm(r['steps_per_answer'], r['steps_per_answer_std'], 1, 2)} | "
+            f"{_pm(r['length'], r['length_std'], 1, 0)} | "
+            f"{_pm(r['process_reward'], r['process_reward_std'], 1, 2)} | "
+            f"{_pm(r['frac_1_step'], r['frac_1_step_std'], 100, 0)}% | {r['alarmed_seeds']} |"
+        )
+    lines.append(
+        "\nAccuracy: greedy pass@1 on held-out problems, in points, mean ± std over seeds. "
+        "Steps/answer, length, worst-step reward and 1-step answers: sampled rollouts, mean over "
+        "the last 20% of steps."
+    )
+    return "\n".join(lines)
+
+
+def findings(results: dict[str, dict]) -> list[dict]:
+    """The paper's five findings (PURE_SPEC §8), each checked from the numbers, shown or not."""
+    out = []
+
+    def add(name, shown, evidence):
+        out.append({"finding": name, "shown": bool(shown), "evidence": evidence})
+
+    def acc(slug, key="accuracy_final"):
+        return 100 * results[slug][key] if slug in results else math.nan
+
+    if "sum" in results:
+        r = results["sum"]
+        drop = acc("sum", "accuracy_start") - acc("sum")
+        add(
+            "1. sum-form hacks or collapses",
+            drop >= 10 or r["alarmed_seeds"] == r["seeds"],
+            f"accuracy {acc('sum', 'accuracy_start'):.1f} -> {acc('sum'):.1f}; steps/answer "
+            f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}; "
+            f"alarms in {r['alarmed_seeds']}/{r['seeds']} seeds",
+        )
+    if "min" in results:
+        r = results["min"]
+        gain = acc("min") - acc("min", "accuracy_start")
+        noise = 100 * r["accuracy_noise"]
+        add(
+            "2. min-form improves over the warm start",
+            gain > 2 * max(noise, 1.0) and r["alarmed_seeds"] == 0,
+            f"accuracy {acc('min', 'accuracy_start'):.1f} -> final {acc('min'):.1f} (best "
+            f"{acc('min', 'accuracy_best'):.1f}); +{gain:.1f} vs 2 standard errors of the evaluation "
+            f"set {2 * noise:.1f}; alarms in {r['alarmed_seeds']}/{r['seeds']} seeds",
+        )
+    if "min_step_mean" in results:
+        r = results["min_step_mean"]
+        add(
+            "3. step_mean drives answers to a single step",
+            r["frac_1_step"] >= 0.5,
+            f"1-step answers {100 * r['frac_1_step']:.0f}% at the end; steps/answer "
+            f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}",
+        )
+    if "min" in results:
+        r = results["min"]
+        drift = acc("min", "accuracy_best") - acc("min")
+        add(
+            "4. PRM-only (min) eventually drifts",
+            drift >= 5 or r["alarmed_seeds"] > 0,
+            f"final accuracy {drift:.1f} points below its best; alarms in "
+            f"{r['alarmed_seeds']}/{r['seeds']} seeds",
+        )
+    if "min_vr10" in results and "min" in results:
+        r = results["min_vr10"]
+        add(
+            "5. PRM + 10% VR stays anchored",
+            r["alarmed_seeds"] == 0 and acc("min_vr10") >= acc("min"),
+            f"final accuracy {acc('min_vr10'):.1f} (PRM-only min {acc('min'):.1f}); alarms in "
+            f"{r['alarmed_seeds']}/{r['seeds']} seeds",
+        )
+    return out
+
+
+def write_report(workdir: str, arms, num_seeds: int, first_seed: int = 0, walls=None, eval_count=0) -> dict:
+    """results.json, results.md and curves.png in workdir; returns the results."""
+    results = {arm.slug: arm_results(workdir, arm, num_seeds, first_seed, eval_count) for arm in arms}
+    results = {k: v for k, v in results.items() if v["seeds"]}
+    found = findings(results)
+    plot = plot_sweep(
+        workdir,
+        [a for a in arms if a.slug in results],
+        num_seeds,
+        os.path.join(workdir, "curves.png"),
+        first_seed,
+    )
+    lines = [table(list(results.values())), "", "Findings (PURE_SPEC §8):", ""]
+    lines += [f"- {'shown' if f['shown'] else 'NOT shown'}: {f['finding']} ({f['evidence']})" for f in found]
+    if walls:
+        lines += ["", f"Wall time of this call: {sum(walls.values()) / 60:.1f} min"]
+    text = "\n".join(lines) + "\n"
+    payload = {"results": results, "findings": found, "wall_s": walls or {}, "plot": plot}
+    for name, content in (
+        ("results.md", text),
+        ("results.json", json.dumps(payload, indent=1, default=float)),
+    ):
+        tmp = os.path.join(workdir, f".{name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.replace(tmp, os.path.join(workdir, name))
+    print(text)
+    print(f"plots: {plot}\ntable: {os.path.join(workdir, 'results.md')}")
+    return payload

@@ -1,0 +1,486 @@
+"""Evaluation as the paper does it: greedy pass@1 on five benchmarks, and Best-of-N with a PRM.
+
+    report = evaluate(policy, tokenizer, benchmarks, prm=prm_decoder, n=8)
+    print(format_table(report))
+
+Greedy pass@1 (PURE_SPEC §7): the Qwen2.5-Math chat template, greedy decoding
+up to 3000 new tokens, no code execution, the final `\\boxed{}` answer checked
+by math-verify (`verify_batch`); a benchmark's score is the mean over its
+problems and "average" is the unweighted mean over benchmarks (the paper's).
+
+Best-of-N: N responses per problem sampled at temperature 1.0, each scored
+step by step by the PRM (PURE_SPEC §2), the step rewards r_1..r_S aggregated
+per response by one of AGGREGATIONS, and the argmax response per problem kept:
+
+    min       min_i r_i                        (PURE's min-form value)
+    soft_min  sum_i softmax(-r/T)_i r_i        (the sum of PURE's transformed rewards, T = 0.1)
+    last      r_S                              (the last step, an outcome-style score)
+    sum       sum_i r_i                        (sum-form, the hackable one)
+
+Also reported: pass@N (an oracle picker), majority vote over the extracted
+answers, and the mean accuracy of the sampled responses.
+
+Work is done in fixed-shape batches: problems sorted by prompt length, chunks
+of `batch_size` rows (the last one padded by repeating a row), prompt widths
+rounded up to a power of two, so there is one compile per width. The next
+chunk is dispatched before the host decodes and verifies the current one.
+Everything takes a model, a tokenizer and prompts, so sharded parameters work
+unchanged.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from purejax import credit
+from purejax import steps as steps_lib
+from purejax.data import DEFAULT_PROMPT_TEMPLATE, Prompt, format_prompt
+from purejax.rewards import verifier
+from purejax.rewards.answers import extract_answer
+from purejax.rewards.prm import prm_step_rewards
+from purejax.sampling import sample, stop_token_ids
+from purejax.trainer import _atomic_write, encode_prompts
+
+AGGREGATIONS = ("min", "soft_min", "last", "sum")
+MAX_NEW_TOKENS = 3000  # the paper's evaluation limit
+BON_TEMPERATURE = 1.0  # PURE_SPEC §7's sampling temperature
+SOFT_MIN_TEMPERATURE = 0.1  # PURE_SPEC §3's default T
+_MIN_WIDTH = 16
+
+VerifyFn = Callable[[Sequence[str], Sequence[str | None]], np.ndarray]
+
+
+# ------------------------------------------------------------------ aggregation (one response)
+
+
+def aggregate_step_rewards(r_t, step_end_t, temperature=SOFT_MIN_TEMPERATURE) -> jnp.ndarray:
+    """One response's score under each of AGGREGATIONS: float32[len(AGGREGATIONS)].
+
+    Args:
+      r_t: float[T] step rewards on step ends (anything elsewhere is ignored).
+      step_end_t: bool or 0/1 [T] valid step ends.
+      temperature: T of the soft-min transform.
+
+    Returns:
+      [min, soft_min, last, sum] of the step rewards; -inf for all four when the
+      response has no step end (never picked over one that has).
+    """
+    r_t = jnp.asarray(r_t, jnp.float32)
+    end_t = jnp.asarray(step_end_t).astype(bool)
+    any_end = jnp.any(end_t)
+    worst = jnp.min(jnp.where(end_t, r_t, jnp.inf))
+    soft = jnp.sum(credit.soft_min_rewards(r_t, end_t, temperature))
+    last_index = jnp.max(jnp.where(end_t, jnp.arange(r_t.shape[0]), -1))
+    last = r_t[jnp.maximum(last_index, 0)]
+    total = jnp.sum(jnp.where(end_t, r_t, 0.0))
+    scores = jnp.stack([worst, soft, last, total])
+    return jnp.where(any_end, scores, -jnp.inf)
+
+
+def best_of_n_accuracy(scores_pna, correct_pn) -> dict[str, float]:
+    """Accuracy of picking argmax_j scores[p, j, a] (first on ties) for each aggregation a.
+
+    Args:
+      scores_pna: float[P, N, len(AGGREGATIONS)] per-response scores.
+      correct_pn: 0/1 [P, N] verifier scores.
+    """
+    scores_pna, correct_pn = np.asarray(scores_pna), np.asarray(correct_pn, np.float64)
+    picked_pa = np.argmax(scores_pna, axis=1)
+    hit_pa = np.take_along_axis(correct_pn, picked_pa, axis=1)
+    return {
+        name: float(hit_pa[:, a].mean()) if len(hit_pa) else math.nan for a, name in enumerate(AGGREGATIONS)
+    }
+
+
+def majority_vote_correct(texts: Sequence[str], correct: Sequence[float]) -> float:
+    """1/0: is the most frequent extracted answer (first to appear on ties) correct? 0 if none has one."""
+    answers = [extract_answer(t) for t in texts]
+    keys = ["".join(a.split()) if a is not None else None for a in answers]
+    counts = collections.Counter(k for k in keys if k)
+    if not counts:
+        return 0.0
+    top = max(counts.values())
+    winner = next(k for k in keys if k and counts[k] == top)
+    return float(correct[keys.index(winner)])
+
+
+# ------------------------------------------------------------------ generation
+
+
+@dataclasses.dataclass
+class Generations:
+    """N responses for each of P problems, in problem order."""
+
+    texts: list[list[str]]  # [P][N]
+    tokens: list[list[list[int]]]  # [P][N][response length], up to and including the stop token
+    correct: np.ndarray  # float32 [P, N], 1 = the verifier accepts the final answer
+    step_rewards: list[list[list[float]]] | None  # [P][N][steps], PRM rewards on the step ends
+    scores: np.ndarray | None  # float32 [P, N, len(AGGREGATIONS)]
+    verify_errors: int  # responses whose verification raised (scored 0)
+
+
+def prm_step_token_id(prm_model, tokenizer, step_token: str = "\n") -> int:
+    """The PRM's step-token id in the policy's tokenizer, after checking the PRM fits that tokenizer."""
+    if prm_model.config.head != "classifier":
+        raise ValueError("prm: the PRM must be a ...ForTokenClassification checkpoint (num_labels=2).")
+    if prm_model.config.vocab_size < len(tokenizer):
+        raise ValueError(
+            f"prm: the PRM has {prm_model.config.vocab_size} token embeddings but the policy's "
+            f"tokenizer has {len(tokenizer)} tokens; the PRM must share the policy's vocabulary "
+            "(PURE-PRM-7B and the Qwen2.5 models do)."
+        )
+    step_ids = tokenizer(step_token, add_special_tokens=False)["input_ids"]
+    if len(step_ids) != 1:
+        raise ValueError(
+            f"prm: step_token={step_token!r} is {len(step_ids)} tokens of this tokenizer; "
+            "it must be exactly one token (the PRM's '\\n')."
+        )
+    return int(step_ids[0])
+
+
+def _bucket(length: int) -> int:
+    return max(_MIN_WIDTH, 1 << max(0, length - 1).bit_length())
+
+
+def _safe_verify(verify: VerifyFn, texts, truths) -> tuple[np.ndarray, int]:
+    """Scores; a batch whose verification raises is retried item by item, failing items score 0."""
+    try:
+        return np.asarray(verify(texts, truths), np.float32), 0
+    except Exception:  # noqa: BLE001 - model output is hostile; one bad item must not end an evaluation
+        scores, errors = np.zeros(len(texts), np.float32), 0
+        for i, (text, truth) in enumerate(zip(texts, truths)):
+            try:
+                scores[i] = float(np.asarray(verify([text], [truth]))[0])
+            except Exception:  # noqa: BLE001
+                errors += 1
+        return scores, errors
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "micro_batch"))
+def _score_steps(
+    graphdef,
+    state,
+    prompt_ids,
+    prompt_mask,
+    tokens,
+    mask,
+    separators,
+    step_token_id,
+    temperature,
+    *,
+    micro_batch,
+):
+    """(step ends bool [B, T], PRM step rewards [B, T], aggregates [B, len(AGGREGATIONS)]) of one chunk.
+
+    The PRM runs on `micro_batch` rows at a time (lax.map), bounding its [rows, heads, S, S]
+    attention; its parameters are an argument, never constants baked into the program.
+    """
+    end = jax.vmap(steps_lib.step_end_mask, (0, 0, None))(tokens, mask, separators)
+    prm = nnx.merge(graphdef, state)
+
+    def rewards(rows):
+        return prm_step_rewards(lambda ids, m: prm(ids, m), *rows, step_token_id)
+
+    split = lambda x: x.reshape(-1, micro_batch, *x.shape[1:])
+    r = jax.lax.map(rewards, tuple(split(x) for x in (prompt_ids, prompt_mask, tokens, mask, end)))
+    r = r.reshape(tokens.shape)
+    return end, r, jax.vmap(aggregate_step_rewards, (0, 0, None))(r, end, temperature)
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[Prompt],
+    *,
+    n: int = 1,
+    temperature: float = 0.0,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    batch_size: int = 64,
+    template: str = DEFAULT_PROMPT_TEMPLATE,
+    seed: int = 0,
+    prm=None,
+    prm_step_token: str = "\n",
+    prm_batch_size: int = 0,
+    separator: str = "\n\n",
+    soft_min_temperature: float = SOFT_MIN_TEMPERATURE,
+    verify: VerifyFn = verifier.verify_batch,
+    desc: str = "eval",
+    show_progress: bool = True,
+) -> Generations:
+    """Generates `n` responses per prompt, verifies them and (with `prm`) scores their steps.
+
+    Rows (prompt, sample) are ordered by prompt length and cut into chunks of
+    `batch_size`; chunk k samples with fold_in(PRNGKey(seed), k), so results are
+    determined by (weights, prompts, n, temperature, batch_size, seed).
+    temperature 0 is greedy. `prm` is a token-classification Decoder (num_labels
+    2) sharing the policy's tokenizer, whose step token is `prm_step_token`; it
+    scores `prm_batch_size` rows per forward pass (default: all `batch_size`),
+    since a full forward over prompt + 3000 tokens holds [rows, heads, S, S]
+    attention scores.
+    """
+    if n < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise ValueError(
+            f"generate: n, batch_size and max_new_tokens must be >= 1, got {n}, {batch_size}, {max_new_tokens}."
+        )
+    prm_batch_size = prm_batch_size or batch_size
+    if batch_size % prm_batch_size:
+        raise ValueError(
+            f"generate: prm_batch_size={prm_batch_size} must divide batch_size={batch_size} (fixed shapes)."
+        )
+    pad_id = int(tokenizer.pad_token_id or 0)
+    stops = stop_token_ids(tokenizer)
+    lengths = _prompt_lengths(tokenizer, prompts, template)
+    order = np.argsort(lengths, kind="stable")
+    rows = [(int(i), j) for i in order for j in range(n)]
+    chunks = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
+    if prm is not None:
+        step_token_id = prm_step_token_id(prm, tokenizer, prm_step_token)
+        separators = jnp.asarray(steps_lib.separator_ids(tokenizer, separator))
+        prm_graphdef, prm_state = nnx.split(prm)
+
+    out_texts = [[""] * n for _ in prompts]
+    out_tokens = [[[] for _ in range(n)] for _ in prompts]
+    correct = np.zeros((len(prompts), n), np.float32)
+    step_rewards = [[[] for _ in range(n)] for _ in prompts] if prm is not None else None
+    scores = np.full((len(prompts), n, len(AGGREGATIONS)), -np.inf, np.float32) if prm is not None else None
+    errors, done, hits = 0, 0, 0.0
+
+    def dispatch(k, chunk):
+        real = len(chunk)
+        chunk = chunk + [chunk[-1]] * (batch_size - real)  # fixed shape: one compile per width
+        chunk_prompts = [prompts[i] for i, _ in chunk]
+        width = _bucket(max(lengths[i] for i, _ in chunk))
+        ids, mask = encode_prompts(tokenizer, chunk_prompts, template, width)
+        ids, mask = jnp.asarray(ids), jnp.asarray(mask)
+        out = sample(
+            model,
+            ids,
+            mask,
+            int(max_new_tokens),
+            jax.random.fold_in(jax.random.PRNGKey(seed), k),
+            temperature=float(temperature),
+            eos_token_id=stops,
+            pad_token_id=pad_id,
+        )
+        extra = None
+        if prm is not None:
+            extra = _score_steps(
+                prm_graphdef,
+                prm_state,
+                ids,
+                mask,
+                out.tokens,
+                out.mask,
+                separators,
+                step_token_id,
+                jnp.float32(soft_min_temperature),
+                micro_batch=prm_batch_size,
+            )
+        return chunk[:real], out, extra
+
+    def finish(job):
+        nonlocal errors, done, hits
+        chunk, out, extra = job
+        tokens, mask = np.asarray(out.tokens)[: len(chunk)], np.asarray(out.mask)[: len(chunk)]
+        decoded = tokenizer.batch_decode([row[m] for row, m in zip(tokens, mask)], skip_special_tokens=True)
+        ok, failed = _safe_verify(verify, decoded, [prompts[i].answer for i, _ in chunk])
+        errors += failed
+        for b, (i, j) in enumerate(chunk):
+            out_texts[i][j], correct[i, j] = decoded[b], ok[b]
+            out_tokens[i][j] = tokens[b][mask[b]].tolist()
+        if extra is not None:
+            end, r, agg = (np.asarray(x)[: len(chunk)] for x in extra)
+            for b, (i, j) in enumerate(chunk):
+                step_rewards[i][j] = r[b][end[b]].tolist()
+                scores[i, j] = agg[b]
+        done += len(chunk)
+        hits += float(ok.sum())
+        return len(chunk)
+
+    bar = tqdm(total=len(rows), desc=desc, disable=not show_progress, dynamic_ncols=True, file=sys.stderr)
+    try:
+        pending = None
+        for k, chunk in enumerate(chunks):
+            job = dispatch(k, chunk)  # runs on the device while the host finishes the previous chunk
+            if pending is not None:
+                bar.update(finish(pending))
+                bar.set_postfix(acc=f"{hits / done:.3f}")
+            pending = job
+        if pending is not None:
+            bar.update(finish(pending))
+            bar.set_postfix(acc=f"{hits / max(done, 1):.3f}")
+    finally:
+        bar.close()
+    return Generations(out_texts, out_tokens, correct, step_rewards, scores, errors)
+
+
+def _prompt_lengths(tokenizer, prompts, template) -> list[int]:
+    encoded = tokenizer([format_prompt(template, p.question) for p in prompts], add_special_tokens=False)
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+# ------------------------------------------------------------------ the paper's table
+
+
+def evaluate(
+    model,
+    tokenizer,
+    benchmarks: dict[str, Sequence[Prompt]],
+    *,
+    prm=None,
+    prm_batch_size: int = 0,
+    n: int = 0,
+    temperature: float = BON_TEMPERATURE,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    batch_size: int = 64,
+    template: str = DEFAULT_PROMPT_TEMPLATE,
+    seed: int = 0,
+    soft_min_temperature: float = SOFT_MIN_TEMPERATURE,
+    verify: VerifyFn = verifier.verify_batch,
+    show_progress: bool = True,
+) -> dict:
+    """Greedy pass@1 per benchmark, and with `n` > 0 Best-of-n (PRM aggregations if `prm` is given).
+
+    Returns a JSON-ready report: {"settings", "greedy": {bench: {accuracy,
+    correct, count}, "average": ...}, "best_of_n": {bench: {count, n, accuracy:
+    {min, soft_min, last, sum, pass@n, majority, sample_mean}}, "average": ...}
+    (only with n > 0), "verify_errors", "problems": [per-problem records]}.
+    """
+    names = list(benchmarks)
+    prompts = [p for name in names for p in benchmarks[name]]
+    spans, start = {}, 0
+    for name in names:
+        spans[name] = slice(start, start + len(benchmarks[name]))
+        start += len(benchmarks[name])
+    common = dict(
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        template=template,
+        seed=seed,
+        verify=verify,
+        show_progress=show_progress,
+    )
+    greedy = generate(model, tokenizer, prompts, n=1, temperature=0.0, desc="greedy", **common)
+    report = {
+        "settings": dict(
+            max_new_tokens=int(max_new_tokens),
+            batch_size=int(batch_size),
+            seed=int(seed),
+            n=int(n),
+            temperature=float(temperature),
+            soft_min_temperature=float(soft_min_temperature),
+            prompt_template=template,
+        ),
+        "greedy": {},
+        "verify_errors": greedy.verify_errors,
+    }
+    for name in names:
+        hit = greedy.correct[spans[name], 0]
+        report["greedy"][name] = dict(
+            accuracy=float(hit.mean()) if len(hit) else math.nan, correct=int(hit.sum()), count=len(hit)
+        )
+    report["greedy"]["average"] = _mean([report["greedy"][k]["accuracy"] for k in names])
+    problems = [
+        dict(
+            id=p.id,
+            benchmark=p.id.split("/")[0],
+            answer=p.answer,
+            greedy=dict(text=greedy.texts[i][0], correct=bool(greedy.correct[i, 0])),
+        )
+        for i, p in enumerate(prompts)
+    ]
+    if n > 0:
+        bon = generate(
+            model,
+            tokenizer,
+            prompts,
+            n=n,
+            temperature=temperature,
+            prm=prm,
+            prm_batch_size=prm_batch_size,
+            soft_min_temperature=soft_min_temperature,
+            desc=f"best-of-{n}",
+            **common,
+        )
+        report["verify_errors"] += bon.verify_errors
+        report["best_of_n"] = {}
+        for name in names:
+            span = spans[name]
+            accuracy = {}
+            if bon.scores is not None:
+                accuracy.update(best_of_n_accuracy(bon.scores[span], bon.correct[span]))
+            correct = bon.correct[span]
+            accuracy[f"pass@{n}"] = float(correct.max(1).mean()) if len(correct) else math.nan
+            votes = [majority_vote_correct(t, c) for t, c in zip(bon.texts[span], correct)]
+            accuracy["majority"] = _mean(votes)
+            accuracy["sample_mean"] = float(correct.mean()) if len(correct) else math.nan
+            report["best_of_n"][name] = dict(count=len(correct), n=int(n), accuracy=accuracy)
+        keys = next(iter(report["best_of_n"].values()))["accuracy"] if names else {}
+        report["best_of_n"]["average"] = {
+            k: _mean([report["best_of_n"][name]["accuracy"][k] for name in names]) for k in keys
+        }
+        for i, record in enumerate(problems):
+            samples = [dict(text=bon.texts[i][j], correct=bool(bon.correct[i, j])) for j in range(n)]
+            if bon.scores is not None:
+                for j, sample_record in enumerate(samples):
+                    sample_record["step_rewards"] = bon.step_rewards[i][j]
+                    sample_record["scores"] = {
+                        a: _finite(bon.scores[i, j, k]) for k, a in enumerate(AGGREGATIONS)
+                    }
+                record["picked"] = {
+                    a: int(np.argmax(bon.scores[i, :, k])) for k, a in enumerate(AGGREGATIONS)
+                }
+            record["samples"] = samples
+    report["problems"] = problems
+    return report
+
+
+def _mean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _finite(x) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def format_table(report: dict) -> str:
+    """The report as a plain-text table: one row per benchmark, accuracies in %."""
+    names = [k for k in report["greedy"] if k != "average"]
+    columns = ["greedy"]
+    bon = report.get("best_of_n")
+    if bon:
+        first = bon[names[0]]["accuracy"] if names else {}
+        columns += [f"bo{bon[names[0]]['n']}:{k}" if k in AGGREGATIONS else k for k in first]
+    header = f"{'benchmark':<14}{'count':>6}" + "".join(f"{c:>13}" for c in columns)
+    lines = [header, "-" * len(header)]
+    for name in names + ["average"]:
+        count = sum(report["greedy"][k]["count"] for k in names) if name == "average" else None
+        g = report["greedy"][name]
+        values = [g if name == "average" else g["accuracy"]]
+        if bon:
+            acc = bon[name] if name == "average" else bon[name]["accuracy"]
+            values += list(acc.values())
+        count = count if name == "average" else g["count"]
+        lines.append(f"{name:<14}{count:>6}" + "".join(f"{100 * v:>13.1f}" for v in values))
+    return "\n".join(lines)
+
+
+def write_report(report: dict, path: str) -> None:
+    """Writes the report as JSON atomically (a killed run never leaves half a file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    _atomic_write(path, json.dumps(report, indent=1, allow_nan=True) + "\n")

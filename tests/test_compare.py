@@ -1,0 +1,118 @@
+"""purejax.compare: arm configs, results from metrics files, findings, table, plot, CLI."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from purejax import compare
+from purejax import config as config_lib
+from purejax.metrics_log import MetricsWriter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def base():
+    return config_lib.load(os.path.join(ROOT, "configs", "compare_credit.py"))
+
+
+def test_every_arm_edits_only_credit_and_rewards(base):
+    expected = {
+        "sum": ("sum", None, "token_mean", {"prm"}),
+        "soft_min_t0.01": ("soft_min", 0.01, "token_mean", {"prm"}),
+        "soft_min_t0.1": ("soft_min", 0.1, "token_mean", {"prm"}),
+        "soft_min_t1": ("soft_min", 1.0, "token_mean", {"prm"}),
+        "min": ("min", None, "token_mean", {"prm"}),
+        "worst_step": ("worst_step", None, "token_mean", {"prm"}),
+        "min_vr10": ("min", None, "token_mean", {"prm", "vr"}),
+        "vr_only": ("min", None, "token_mean", {"vr"}),
+        "min_step_mean": ("min", None, "step_mean", {"prm"}),
+    }
+    assert [a.slug for a in compare.ARMS] == list(expected)
+    base_dict = base.to_dict()
+    for arm in compare.ARMS:
+        c = compare.arm_config(base, arm, num_seeds=3)
+        credit, temperature, baseline, sources = expected[arm.slug]
+        assert (c.advantage.credit, c.advantage.baseline, set(c.rewards)) == (credit, baseline, sources)
+        if temperature is not None:
+            assert c.advantage.temperature == temperature
+        assert c.num_seeds == 3
+        if "vr" in c.rewards:
+            assert c.rewards.vr.fraction == (0.1 if arm.slug == "min_vr10" else 1.0)
+        got = c.to_dict()
+        for section in ("policy", "prm", "data", "rollout", "optim", "ppo", "eval"):
+            assert got[section] == base_dict[section], (arm.slug, section)
+    assert base.advantage.credit == "min" and set(base.rewards) == {"prm", "vr"}  # the base is untouched
+
+
+def test_unknown_arm_names_the_choices():
+    with pytest.raises(ValueError, match="unknown arm.*'sum'"):
+        compare.select_arms(["summ"])
+
+
+def _fake_run(directory, accuracy, steps_mean, frac_1_step, alarm_at=None, n=20):
+    """metrics.jsonl of a run whose curves go linearly from the first to the second value."""
+    writer = MetricsWriter(str(directory), resume_step=-1, tensorboard=False, wandb_project=None, config={})
+    for step in range(n + 1):
+        t = step / n
+        record = {
+            "train/rollout/steps_mean": steps_mean[0] + t * (steps_mean[1] - steps_mean[0]),
+            "train/rollout/frac_1_step": frac_1_step[0] + t * (frac_1_step[1] - frac_1_step[0]),
+            "train/rollout/length_mean": 40.0,
+            "train/rollout/prm_min_mean": -0.3,
+            "train/rollout/vr_accuracy": 0.2,
+            "train/alarm/one_step_collapse": float(alarm_at is not None and step >= alarm_at),
+        }
+        if step in (0, n // 2, n):
+            record["eval/accuracy"] = accuracy[[0, n // 2, n].index(step)]
+        writer.write(step, record if step else {"eval/accuracy": accuracy[0]})
+    writer.close()
+
+
+def test_results_findings_table_and_plot(tmp_path):
+    runs = {
+        # accuracies at steps 0, 10, 20 per seed
+        "sum": [
+            ((0.44, 0.2, 0.05), (4.4, 9.0), (0.0, 0.0), 6),
+            ((0.44, 0.25, 0.1), (4.4, 8.0), (0.0, 0.0), 8),
+        ],
+        "min": [
+            ((0.44, 0.52, 0.50), (4.4, 4.2), (0.0, 0.0), None),
+            ((0.44, 0.50, 0.49), (4.4, 4.3), (0.0, 0.0), None),
+        ],
+        "min_vr10": [((0.44, 0.53, 0.55), (4.4, 4.3), (0.0, 0.0), None)] * 2,
+        "min_step_mean": [((0.44, 0.1, 0.02), (4.4, 1.0), (0.0, 1.0), 5)] * 2,
+    }
+    for slug, seeds in runs.items():
+        for s, (acc, steps_mean, frac1, alarm) in enumerate(seeds):
+            _fake_run(tmp_path / slug / f"seed_{s}", acc, steps_mean, frac1, alarm)
+    arms = compare.select_arms(list(runs))
+    payload = compare.write_report(str(tmp_path), arms, num_seeds=2, first_seed=0)
+    results = payload["results"]
+    assert results["sum"]["accuracy_final"] == pytest.approx(0.075)
+    assert results["sum"]["accuracy_final_std"] == pytest.approx(0.025)
+    assert results["min"]["accuracy_best"] == pytest.approx(0.51)
+    assert results["sum"]["alarmed_seeds"] == 2 and results["min"]["alarmed_seeds"] == 0
+    # steps/answer: mean over the last 20% of the logged steps 1..20 (17..20) of a ramp 4.4 -> 9.0.
+    assert results["sum"]["per_seed"][0]["steps_per_answer"] == pytest.approx(
+        np.mean(4.4 + np.arange(17, 21) / 20 * 4.6)
+    )
+    shown = {f["finding"][:2]: f["shown"] for f in payload["findings"]}
+    # 1 sum collapses, 2 min improves, 3 step_mean one step, 4 min does not drift here, 5 VR anchors.
+    assert shown == {"1.": True, "2.": True, "3.": True, "4.": False, "5.": True}
+    text = (tmp_path / "results.md").read_text()
+    assert "| sum | 2 | 44.0 ± 0.0 | 7.5 ± 2.5 |" in text
+    assert "NOT shown: 4. PRM-only (min) eventually drifts" in text
+    assert json.loads((tmp_path / "results.json").read_text())["findings"] == payload["findings"]
+    assert os.path.getsize(tmp_path / "curves.png") > 10_000
+
+
+def test_cli_rejects_bad_arguments(tmp_path):
+    from experiments import compare_credit
+
+    with pytest.raises(SystemExit, match="unknown arm"):
+        compare_credit.main(["--workdir", str(tmp_path), "--arms", "nope", "--report-only"])
+    with pytest.raises(SystemExit, match="temprature"):
+        compare_credit.main(["--workdir", str(tmp_path), "--config.advantage.temprature=0.1"])

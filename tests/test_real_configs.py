@@ -1,0 +1,109 @@
+"""The paper's nine real configs carry PURE_SPEC §7's hyperparameters and fail clearly without checkpoints."""
+
+import os
+
+import pytest
+
+from purejax import config as config_lib
+from purejax import model_paths
+from purejax import trainer as trainer_lib
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+MODELS = {  # config prefix -> (HF repo of the policy, total steps): PURE_SPEC §7
+    "qwen25_math_7b": ("Qwen/Qwen2.5-Math-7B", 500),
+    "qwen25_math_1_5b": ("Qwen/Qwen2.5-Math-1.5B", 500),
+    "qwen25_7b": ("Qwen/Qwen2.5-7B", 1000),
+}
+RUNS = {"prm": 5e-7, "vr": 1e-6, "prm_vr": 1e-6}  # PURE_SPEC §7 learning rates
+ALL = [(m, r) for m in MODELS for r in RUNS]
+
+
+def _load(model, run, overrides=None):
+    return config_lib.load(os.path.join(CONFIGS, f"{model}_{run}.py"), overrides)
+
+
+@pytest.mark.parametrize("model,run", ALL)
+def test_config_has_the_papers_hyperparameters(model, run):
+    c = _load(model, run)  # load() validates and locks
+    repo, steps = MODELS[model]
+    assert c.optim.lr == RUNS[run] and c.optim.schedule == "constant" and c.optim.grad_clip == 1.0
+    assert c.total_steps == steps and c.checkpoint_every == 50
+    assert (c.rollout.prompts_per_step, c.rollout.samples_per_prompt) == (64, 8)
+    assert c.ppo.epochs == 1 and c.ppo.minibatches == 1  # one gradient step per rollout
+    assert c.rollout.temperature == 1.0
+    assert c.rollout.max_prompt_len + c.rollout.max_new_tokens == 8192
+    assert (c.ppo.kl_beta, c.ppo.kl_estimator, c.ppo.kl_in) == (1e-3, "k3", "reward")
+    assert c.ppo.clip_eps_low == c.ppo.clip_eps_high == 0.2
+    assert (c.advantage.credit, c.advantage.temperature) == ("soft_min", 0.1)
+    assert c.eval.max_new_tokens == 3000
+    assert model_paths.hf_repo_for(c.policy.path) == repo
+    assert c.policy.path == os.path.join(model_paths.MODELS_DIR, repo.split("/")[1])
+    assert model_paths.hf_repo_for(c.prm.path) == "jinachris/PURE-PRM-7B"
+    assert sorted(c.rewards) == sorted({"prm": ["prm"], "vr": ["vr"], "prm_vr": ["prm", "vr"]}[run])
+    if "prm" in c.rewards:
+        assert (c.rewards.prm.type, c.rewards.prm.level) == ("prm", "step")
+    if "vr" in c.rewards:
+        vr = c.rewards.vr
+        # ~10% of the prompts: every prompt with a ground truth (879 of 8,523), the paper's own RLOO.
+        assert (vr.type, vr.applies_to, vr.fraction, vr.baseline) == (
+            "verifiable",
+            "with_answer",
+            1.0,
+            "rloo",
+        )
+        assert (vr.correct, vr.wrong) == (1.0, 0.0)
+
+
+def test_configs_are_locked_and_overridable():
+    c = _load("qwen25_math_7b", "prm_vr", ["rewards.vr.baseline=shared", "policy.path=/x"])
+    assert c.rewards.vr.baseline == "shared" and c.policy.path == "/x"
+    with pytest.raises(AttributeError):
+        c.optim.learning_rate = 1.0
+
+
+@pytest.mark.parametrize(
+    "model,run", [("qwen25_math_7b", "prm_vr"), ("qwen25_math_1_5b", "vr"), ("qwen25_7b", "prm")]
+)
+def test_missing_policy_names_the_field_and_the_hf_repo(model, run, tmp_path):
+    c = _load(model, run, [f"policy.path={tmp_path / MODELS[model][0].split('/')[1]}"])
+    with pytest.raises(FileNotFoundError) as error:
+        trainer_lib.build_task(c)
+    message = str(error.value)
+    assert "config.policy.path" in message and MODELS[model][0] in message
+    assert "--config.policy.path=" in message and "PUREJAX_MODELS" in message
+
+
+def test_missing_prm_is_reported_before_loading_the_policy(tmp_path):
+    from tests._tiny_hf import save_tiny_hf
+
+    policy = save_tiny_hf(tmp_path / "Qwen2.5-Math-7B", "qwen2_gqa")
+    c = _load("qwen25_math_7b", "prm", [f"policy.path={policy}", f"prm.path={tmp_path / 'PURE-PRM-7B'}"])
+    with pytest.raises(FileNotFoundError) as error:
+        trainer_lib.build_task(c)
+    message = str(error.value)
+    assert "config.prm.path" in message and "jinachris/PURE-PRM-7B" in message
+    assert "--config.prm.path=" in message
+
+
+def test_a_directory_without_config_json_is_refused(tmp_path):
+    (tmp_path / "Qwen2.5-7B").mkdir()
+    c = _load("qwen25_7b", "vr", [f"policy.path={tmp_path / 'Qwen2.5-7B'}"])
+    with pytest.raises(FileNotFoundError, match=r"has no config.json.*Qwen/Qwen2.5-7B"):
+        trainer_lib.build_task(c)
+
+
+def test_missing_data_file_names_the_field(tmp_path):
+    from tests._tiny_hf import save_tiny_hf
+
+    policy = save_tiny_hf(tmp_path / "policy", "qwen2_gqa")
+    c = _load("qwen25_math_7b", "vr", [f"policy.path={policy}", f"data.train_path={tmp_path / 'none.json'}"])
+    with pytest.raises(FileNotFoundError, match=r"config.data.train_path=.*--config.data.train_path=FILE"):
+        trainer_lib.build_task(c)
+
+
+def test_an_unknown_path_keeps_the_generic_advice():
+    with pytest.raises(FileNotFoundError, match=r"config.policy.path='/nonexistent/x'.*Download the policy"):
+        model_paths.require_checkpoint_dir("/nonexistent/x", "policy.path", "the policy checkpoint")
+    # A bare HF repo id as the path (configs/common.py's) is recognised too.
+    with pytest.raises(FileNotFoundError, match=r"huggingface-cli download Qwen/Qwen2.5-Math-7B"):
+        model_paths.require_checkpoint_dir("Qwen/Qwen2.5-Math-7B", "policy.path", "the policy checkpoint")
