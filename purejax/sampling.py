@@ -114,6 +114,7 @@ def sample_seeds(
     top_p: float = 1.0,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int = 0,
+    partitioner=None,
 ) -> SampleOutput:
     """`sample` for S policies at once: jax.vmap over a leading seed axis, one compiled call.
 
@@ -125,6 +126,8 @@ def sample_seeds(
       params: its nnx.State with a leading axis S on every leaf.
       prompt_ids, prompt_mask: [S, B, P] (each seed its own prompts) or [B, P] (shared).
       rngs: S PRNG keys, [S, 2] or [S]; seed s samples with rngs[s].
+      partitioner: as in `sample`; every seed's slice is sharded as one policy would be
+        (parameters by logical axes, rows over data x fsdp), the seed axis replicated.
       Other arguments as in `sample`.
     Returns:
       SampleOutput with [S, B, N] fields; seed s equals `sample(nnx.merge(graphdef, params[s]),
@@ -153,8 +156,17 @@ def sample_seeds(
             f"sample_seeds: params, rngs and per-seed prompts need one leading seed axis, got sizes {seeds}."
         )
     traced, static = _options(max_new_tokens, temperature, top_k, top_p, eos, pad_token_id)
-    ids, mask = jnp.asarray(ids, jnp.int32), jnp.asarray(mask).astype(bool)
-    return _sample_seeds_jit(graphdef, params, ids, mask, rngs, *traced, **static)
+    ids, mask = ids.astype(np.int32), mask.astype(bool)
+    if partitioner is None:
+        ids, mask = jnp.asarray(ids), jnp.asarray(mask)
+    else:
+        # Committed global inputs fix the jitted sampler's input shardings (multi-host included).
+        rows = partitioner.batch(ids.shape[-2])
+        params = partitioner.put(params, partitioner.seed_stacked(partitioner.tree(first)))
+        prompts = (rows, rows) if shared else partitioner.seed_stacked((rows, rows))
+        ids, mask = partitioner.put((ids, mask), prompts)
+        rngs = partitioner.put(rngs, partitioner.replicated())
+    return _sample_seeds_jit(graphdef, params, ids, mask, rngs, *traced, **static, partitioner=partitioner)
 
 
 def _options(max_new_tokens, temperature, top_k, top_p, eos, pad_token_id):
@@ -412,14 +424,28 @@ def _constrain_cache(cache):
 
 
 @jax.jit(
-    static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "use_top_p", "eos", "pad_token_id")
+    static_argnames=(
+        "graphdef",
+        "max_new_tokens",
+        "greedy",
+        "top_k",
+        "use_top_p",
+        "eos",
+        "pad_token_id",
+        "partitioner",
+    )
 )
-def _sample_seeds_jit(graphdef, params, prompt_ids, prompt_mask, rngs, temperature, top_p, **static):
+def _sample_seeds_jit(
+    graphdef, params, prompt_ids, prompt_mask, rngs, temperature, top_p, *, partitioner=None, **static
+):
     prompts_axis = None if prompt_ids.ndim == 2 else 0
 
     def one_seed(p, ids, mask, rng):
         return _sample_body(graphdef, p, ids, mask, rng, temperature, top_p, **static)
 
-    return jax.vmap(one_seed, in_axes=(0, prompts_axis, prompts_axis, 0))(
-        params, prompt_ids, prompt_mask, rngs
-    )
+    sample_all = jax.vmap(one_seed, in_axes=(0, prompts_axis, prompts_axis, 0))
+    if partitioner is None:
+        return sample_all(params, prompt_ids, prompt_mask, rngs)
+    with partitioner.active():
+        out = sample_all(params, prompt_ids, prompt_mask, rngs)
+        return jax.lax.with_sharding_constraint(out, partitioner.seed_stacked(partitioner.batch()))

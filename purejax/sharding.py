@@ -212,6 +212,32 @@ class Partitioner:
             self.tree(tree),
         )
 
+    def seed_stacked(self, shardings: Any) -> Any:
+        """The shardings of the same tree with a leading (replicated) seed axis on every array,
+        for the vmapped multi-seed trainer (config.num_seeds): seed s's slice is sharded as before."""
+        return jax.tree.map(
+            lambda s: NamedSharding(self.mesh, PartitionSpec(None, *s.spec)),
+            shardings,
+            is_leaf=lambda s: isinstance(s, NamedSharding),
+        )
+
+    # ------------------------------------------------------------ host <-> global arrays
+
+    def put(self, tree: Any, shardings: Any) -> Any:
+        """Global arrays from host values every process holds in full (numpy or local jax arrays).
+
+        Each process copies only the slices its own devices hold, so the same call serves one
+        host and a multi-host pod (where jax.device_put of host data onto devices of other
+        processes is not possible)."""
+
+        def one(x, s):
+            if isinstance(x, jax.Array) and x.sharding == s:
+                return x
+            host = np.asarray(x)
+            return jax.make_array_from_callback(host.shape, s, lambda index: host[index])
+
+        return jax.tree.map(one, tree, shardings)
+
     # ------------------------------------------------------------ tracing under the mesh
 
     @contextlib.contextmanager
@@ -261,6 +287,19 @@ def from_config(config, devices: Sequence | None = None) -> Partitioner | None:
     if len(devices) == 1 and all(int(v) in (1, -1) for v in (m.data, m.fsdp, m.tensor)):
         return None
     return Partitioner(make_mesh(m.data, m.fsdp, m.tensor, devices), tuple(map(tuple, m.rules)))
+
+
+def fetch(tree: Any) -> Any:
+    """numpy copies of (possibly multi-host) global arrays, whole on every process."""
+
+    def one(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
+            return np.asarray(x)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(one, tree)
 
 
 def describe(partitioner: Partitioner | None) -> str:

@@ -144,7 +144,13 @@ def _logp_of(logits_btv, ids_bt):
 
 
 def make_train_step(
-    config, graphdef, optimizer: optax.GradientTransformation, rest=(), partitioner=None, state_sharding=None
+    config,
+    graphdef,
+    optimizer: optax.GradientTransformation,
+    rest=(),
+    partitioner=None,
+    state_sharding=None,
+    seed_axis: bool = False,
 ):
     """Builds the jitted `step(state, batch, rng) -> (state, metrics)`.
 
@@ -156,7 +162,10 @@ def make_train_step(
       partitioner: a `purejax.sharding.Partitioner`, or None for one device. With one, the
         step is jitted with in/out shardings (state as `state_sharding`, the batch's rows over
         data x fsdp, rng and metrics replicated) and traced under the mesh.
-      state_sharding: `partitioner.tree(state)`, the TrainState's shardings.
+      state_sharding: `partitioner.tree(state)`, the TrainState's shardings (of one seed).
+      seed_axis: vmap the step over a leading seed axis of state, batch, rng and metrics
+        (config.num_seeds, as purejaxrl runs seeds); each seed's slice is sharded as one
+        seed's state would be.
     """
     s = PPOSettings.from_config(config)
 
@@ -249,14 +258,17 @@ def make_train_step(
         )
         return TrainState(params, state.ref_params, opt_state, state.step + 1), metrics
 
+    fn = jax.vmap(step) if seed_axis else step
     if partitioner is None:
-        return jax.jit(step, donate_argnums=0)
+        return jax.jit(fn, donate_argnums=0)
     if state_sharding is None:
         raise ValueError("make_train_step: pass state_sharding=partitioner.tree(state) with a partitioner.")
-    replicated = partitioner.replicated()
+    batch_sharding, replicated = partitioner.batch(), partitioner.replicated()
+    if seed_axis:
+        state_sharding, batch_sharding = partitioner.seed_stacked((state_sharding, batch_sharding))
     return partitioner.jit(
-        step,
-        in_shardings=(state_sharding, partitioner.batch(), replicated),
+        fn,
+        in_shardings=(state_sharding, batch_sharding, replicated),
         out_shardings=(state_sharding, replicated),
         donate_argnums=0,
     )

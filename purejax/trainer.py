@@ -12,7 +12,6 @@ checkpoint writes exactly the records an uninterrupted run writes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -28,6 +27,7 @@ from purejax import checkpoint as checkpoint_lib
 from purejax import credit
 from purejax import metrics_log
 from purejax import monitors
+from purejax import sharding
 from purejax import steps as steps_lib
 from purejax import train_step as train_step_lib
 from purejax.data import Prompt, format_prompt
@@ -35,7 +35,7 @@ from purejax.model_paths import require_checkpoint_dir
 from purejax.models import export_pretrained
 from purejax.rewards import compose as compose_lib
 from purejax.rewards import verifier
-from purejax.rewards.prm import PRMScorer
+from purejax.rewards.prm import PRMScorer, scorer_for
 from purejax.rewards.sources import TokenBatch
 from purejax.sampling import sample_seeds, stop_token_ids
 
@@ -93,6 +93,11 @@ class Trainer:
     single-seed run with seed = config.seed + s writes (up to float rounding of
     the batched matmuls), into workdir/seed_<seed>/; the seeds share one
     checkpoint in workdir/checkpoints. With S = 1 everything is in `workdir`.
+
+    With a device mesh (config.mesh, several devices or processes) the state lives as
+    global arrays sharded by `purejax.sharding` (each seed's slice as one seed's state
+    would be); the sampler, the PRM and the update run sharded, and the host side
+    (rewards, metrics) sees whole numpy copies on every process. Only process 0 writes.
     """
 
     def __init__(self, config, task: Task, workdir: str, show_progress: bool = True):
@@ -120,9 +125,23 @@ class Trainer:
         self.graphdef, state = train_step_lib.init_train_state(task.policy, self.optimizer)
         # Every seed starts from the same policy; they differ in prompts, samples and rewards.
         self.state = jax.tree.map(lambda x: jnp.stack([x] * len(self.seeds)), state)
-        step_fn = train_step_lib.make_train_step(config, self.graphdef, self.optimizer)
-        self.update = jax.jit(jax.vmap(step_fn), donate_argnums=0)
         self.update_keys = jnp.stack([jax.random.PRNGKey(seed) for seed in self.seeds])
+        self.partitioner = p = sharding.from_config(config)
+        one_seed_sharding = None
+        if p is not None:
+            p.batch(int(r.prompts_per_step) * self.k)  # fails early, naming the fields to change
+            p.batch(int(config.eval.batch_size))
+            one_seed_sharding = p.tree(state)
+            self.state = p.put(self.state, p.seed_stacked(one_seed_sharding))
+            self.update_keys = p.put(self.update_keys, p.replicated())
+        self.update = train_step_lib.make_train_step(
+            config,
+            self.graphdef,
+            self.optimizer,
+            partitioner=p,
+            state_sharding=one_seed_sharding,
+            seed_axis=True,
+        )
         self.step_ends = jax.jit(jax.vmap(steps_lib.step_end_mask, (0, 0, None)))
         temperature = float(config.advantage.temperature)
         self.transformed = jax.jit(jax.vmap(lambda r_t, e_t: credit.soft_min_rewards(r_t, e_t, temperature)))
@@ -134,8 +153,11 @@ class Trainer:
     # -------------------------------------------------------------- pieces
 
     def policy(self, seed_index: int = 0):
-        """The current policy of one seed, as a Decoder."""
-        return nnx.merge(self.graphdef, jax.tree.map(lambda x: x[seed_index], self.state.params))
+        """The current policy of one seed, as a Decoder (on one device)."""
+        params = self.state.params
+        if self.partitioner is not None:  # global arrays: one whole host copy
+            params = jax.tree.map(jnp.asarray, sharding.fetch(params))
+        return nnx.merge(self.graphdef, jax.tree.map(lambda x: x[seed_index], params))
 
     def rollout(self, step: int):
         """Per seed: dataset indices [S, B], prompts [S, B, P] and the samples [S, B, N]."""
@@ -161,6 +183,7 @@ class Trainer:
             top_p=float(c.rollout.top_p),
             eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,
+            partitioner=self.partitioner,
         )
         return prompt_index, prompt_ids, prompt_mask, out
 
@@ -191,9 +214,11 @@ class Trainer:
                 temperature=0.0,
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.pad_id,
+                partitioner=self.partitioner,
             )
+            tokens, mask = sharding.fetch((out.tokens, out.mask))
             for s in range(n_seeds):
-                texts[s].extend(self.decode(out.tokens[s], out.mask[s])[: batch - pad])
+                texts[s].extend(self.decode(tokens[s], mask[s])[: batch - pad])
         truths = [p.answer for p in self.task.eval_prompts]
         scores = np.asarray(
             verifier.verify_batch([t for seed_texts in texts for t in seed_texts], truths * n_seeds), float
@@ -357,9 +382,10 @@ class Trainer:
         paths = []
         for s, (run_dir, seed) in enumerate(zip(self.run_dirs, self.seeds)):
             path = os.path.join(run_dir, "policy")
+            policy = self.policy(s)  # a collective on a pod: every process gathers, process 0 writes
             if jax.process_index() == 0:
                 export_pretrained(
-                    self.policy(s),
+                    policy,
                     self.task.tokenizer,
                     path,
                     {"purejax_run.json": {"step": int(self.state.step[s]), "seed": seed}},
@@ -370,14 +396,12 @@ class Trainer:
     def _one_step(self, step: int) -> list[dict]:
         t0 = time.perf_counter()
         prompt_index, prompt_ids, prompt_mask, out = self.rollout(step)
-        jax.block_until_ready(out.tokens)
+        tokens, mask = sharding.fetch((out.tokens, out.mask))
         t1 = time.perf_counter()
-        tokens, mask = np.asarray(out.tokens), np.asarray(out.mask)
         width = tokens.shape[-1]
+        separators = jnp.asarray(self.separator_ids)
         step_end = np.asarray(
-            self.step_ends(
-                out.tokens.reshape(-1, width), out.mask.reshape(-1, width), jnp.asarray(self.separator_ids)
-            )
+            self.step_ends(tokens.reshape(-1, width), mask.reshape(-1, width), separators)
         ).reshape(tokens.shape)
         scored = [
             self.score(
@@ -387,16 +411,22 @@ class Trainer:
         ]
         t2 = time.perf_counter()
         batch = train_step_lib.RolloutBatch(
-            prompt_ids=jnp.asarray(prompt_ids),
-            prompt_mask=jnp.asarray(prompt_mask),
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
             response_ids=out.tokens,
             response_mask=out.mask,
-            step_end=jnp.asarray(step_end),
-            step_rewards=jnp.asarray(np.stack([composed.step_r_bt for _, _, composed in scored])),
-            seq_rewards=jnp.asarray(np.stack([composed.seq_r_b for _, _, composed in scored])),
+            step_end=step_end,
+            step_rewards=np.stack([composed.step_r_bt for _, _, composed in scored]).astype(np.float32),
+            seq_rewards=np.stack([composed.seq_r_b for _, _, composed in scored]).astype(np.float32),
         )
+        if self.partitioner is None:
+            batch = jax.tree.map(jnp.asarray, batch)
+        else:
+            p = self.partitioner
+            rows = p.seed_stacked(p.batch())
+            batch = p.put(batch, jax.tree.map(lambda _: rows, batch))
         self.state, update_metrics = self.update(self.state, batch, self.update_keys)
-        update_metrics = jax.device_get(update_metrics)
+        update_metrics = sharding.fetch(update_metrics)
         t3 = time.perf_counter()
         timing = {
             "train/time/sample_s": t1 - t0,
@@ -518,10 +548,7 @@ def build_task(config) -> Task:
                 f"config.prm.step_token={config.prm.step_token!r} is {len(step_ids)} tokens; "
                 "it must be exactly one token of the policy's tokenizer."
             )
-        # The weights are an argument of the jitted forward, not constants baked into it.
-        prm_graphdef, prm_params = nnx.split(prm_model)
-        forward = jax.jit(lambda params, ids, mask: nnx.merge(prm_graphdef, params)(ids, mask))
-        prm = PRMScorer(functools.partial(forward, prm_params), step_ids[0])
+        prm = scorer_for(prm_model, step_ids[0], sharding.from_config(config))
     train_prompts = data_lib.load_train_prompts(config.data.train_path)
     eval_prompts = []
     for name, path in zip(config.data.eval_names, config.data.eval_paths):

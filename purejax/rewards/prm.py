@@ -8,11 +8,13 @@ run one batched forward pass, and read r = p(+) - p(-) on the step ends.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 LogitsFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
@@ -29,6 +31,36 @@ class PRMScorer(NamedTuple):
 
     logits_fn: LogitsFn
     step_token_id: int
+
+
+def scorer_for(model, step_token_id: int, partitioner=None) -> PRMScorer:
+    """A PRMScorer over an nnx token classifier (purejax.models.Decoder, num_labels = 2).
+
+    One jitted forward with the weights as an argument, not constants baked into the
+    compiled program. With a `purejax.sharding.Partitioner` the weights are sharded by
+    their logical axes and the rows over data x fsdp (the row count must divide), and the
+    logits come back whole on every process, so scoring runs unchanged on a pod.
+    """
+    from flax import nnx
+
+    from purejax import sharding
+
+    graphdef, params = nnx.split(model)
+
+    def forward(params, ids, mask):
+        return nnx.merge(graphdef, params)(ids, mask)
+
+    if partitioner is None:
+        return PRMScorer(functools.partial(jax.jit(forward), params), step_token_id)
+    params = partitioner.put(params, partitioner.tree(params))
+    sharded_forward = partitioner.jit(forward)
+
+    def logits_fn(ids, mask):
+        rows = partitioner.batch(ids.shape[0])
+        ids, mask = partitioner.put((np.asarray(ids), np.asarray(mask)), (rows, rows))
+        return jnp.asarray(sharding.fetch(sharded_forward(params, ids, mask)))
+
+    return PRMScorer(logits_fn, step_token_id)
 
 
 def prm_inputs(prompt_ids, prompt_mask, response_ids, response_mask, step_end_mask, step_token_id):

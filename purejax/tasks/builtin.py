@@ -62,11 +62,10 @@ def learned_prm_scorer(path: str, tokenizer, config):
     The PRM must share the policy's tokenizer (same ids); it does when trained by
     experiments/train_prm.py from the warm start.
     """
-    import jax
-
+    from purejax import sharding
     from purejax.models import load_pretrained
     from purejax.prm_data import step_token_id
-    from purejax.rewards.prm import PRMScorer
+    from purejax.rewards.prm import scorer_for
 
     if path == "builtin:arith_learned":
         from purejax.tasks.arith_prm import learned_prm
@@ -83,9 +82,7 @@ def learned_prm_scorer(path: str, tokenizer, config):
             f"config.prm.path={path!r} has vocab_size {model.config.vocab_size} but the policy's tokenizer "
             f"has {len(tokenizer)} tokens; the PRM must be trained on the policy's tokenizer."
         )
-    return PRMScorer(
-        jax.jit(lambda ids, mask: model(ids, mask)), step_token_id(tokenizer, config.prm.step_token)
-    )
+    return scorer_for(model, step_token_id(tokenizer, config.prm.step_token), sharding.from_config(config))
 
 
 def _prompts(split: str, n: int, seed: int, spec: arith.ArithSpec) -> list[Prompt]:

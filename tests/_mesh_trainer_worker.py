@@ -1,0 +1,64 @@
+"""One Trainer run of configs/smoke.py (two vmapped seeds) for tests/test_mesh_trainer.py, in a
+subprocess, because jax fixes its device count (and its process group) when it starts.
+
+    python -m tests._mesh_trainer_worker WORKDIR --mesh D,F,T [--then D,F,T] [--process I/N --port P]
+
+--mesh      the mesh of the run (1,1,1 with one device: the unsharded reference);
+--then      train 3 steps on --mesh, then build a new Trainer on this mesh and resume from the
+            checkpoint to the end (restoring onto a different mesh shape);
+--process   this is process I of N (multi-host on one machine: jax.distributed over localhost,
+            each process with its own simulated CPU devices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _mesh(text: str) -> tuple[int, int, int]:
+    data, fsdp, tensor = (int(v) for v in text.split(","))
+    return data, fsdp, tensor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workdir")
+    parser.add_argument("--mesh", type=_mesh, required=True)
+    parser.add_argument("--then", type=_mesh)
+    parser.add_argument("--process", default="0/1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    process_id, num_processes = (int(v) for v in args.process.split("/"))
+
+    from purejax import config as config_lib
+    from purejax import distributed
+
+    config = config_lib.load(os.path.join(ROOT, "configs", "smoke.py"))
+    with config.unlocked():
+        config.num_seeds = 2
+        if num_processes > 1:
+            config.distributed.update(
+                coordinator_address=f"localhost:{args.port}", num_processes=num_processes, process_id=process_id
+            )
+    distributed.initialize(config)
+
+    from purejax import trainer as trainer_lib
+
+    def run(mesh, stop_after=None):
+        with config.unlocked():
+            config.mesh.update(data=mesh[0], fsdp=mesh[1], tensor=mesh[2])
+        task = trainer_lib.build_task(config)
+        trainer_lib.Trainer(config, task, args.workdir, show_progress=False).run(stop_after=stop_after)
+
+    if args.then is None:
+        run(args.mesh)
+    else:
+        run(args.mesh, stop_after=3)
+        run(args.then)
+
+
+if __name__ == "__main__":
+    main()
