@@ -38,8 +38,6 @@ def main(argv=None):
     )
     parser.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
     parser.add_argument("--mesh", type=_mesh, required=True, help="e.g. data=1,fsdp=8,tensor=1")
-    parser.add_argument("--micro-batch", type=int, default=0, help="rows per train/PRM call (default: all)")
-    parser.add_argument("--sample-batch", type=int, default=0, help="rows per sampler call (default: all)")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     overrides = []
     for item in rest:
@@ -70,7 +68,7 @@ def main(argv=None):
             "so this script can simulate them."
         )
     try:
-        result = plan_lib.plan(config, args.mesh, args.micro_batch or None, args.sample_batch or None)
+        result = plan_lib.plan(config, args.mesh)
     except ValueError as error:
         sys.exit(f"error: {error}")
     print(plan_lib.table(result))

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from purejax import atomic
 from purejax import config as config_lib
 from purejax import report
 from purejax.metrics_log import read_metrics
@@ -82,7 +83,7 @@ ARMS_BY_SLUG = {arm.slug: arm for arm in ARMS}
 # (metrics key, plot title): what the issue asks to see per arm.
 CURVES = (
     ("eval/accuracy", "held-out greedy accuracy"),
-    ("train/rollout/vr_accuracy", "rollout accuracy (T=1)"),
+    ("train/rollout/vr_accuracy", "rollout accuracy (sampled)"),
     ("train/rollout/length_mean", "response length (tokens)"),
     ("train/rollout/steps_mean", "steps per answer"),
     ("train/rollout/prm_min_mean", "process reward (worst step)"),
@@ -386,10 +387,7 @@ def write_report(workdir: str, arms, num_seeds: int, first_seed: int = 0, walls=
         ("results.md", text),
         ("results.json", json.dumps(payload, indent=1, default=float)),
     ):
-        tmp = os.path.join(workdir, f".{name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, os.path.join(workdir, name))
+        atomic.write_text(os.path.join(workdir, name), content)
     print(text)
     print(f"plots: {plot}\ntable: {os.path.join(workdir, 'results.md')}")
     return payload

@@ -13,8 +13,8 @@ rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
     rewards   name -> {type, weight, applies_to, fraction, level, baseline, type params}
     advantage (credit, temperature, discount, baseline, whiten)
     optim     (lr, weight_decay, grad_clip, schedule, warmup_steps)
-    ppo       (clip_eps_low, clip_eps_high, dual_clip, epochs, minibatches, kl_beta,
-               kl_estimator, kl_in, loss_agg, ratio_guard, remat)
+    ppo       (clip_eps_low, clip_eps_high, dual_clip, epochs, minibatches, micro_batches,
+               logit_chunk, kl_beta, kl_estimator, kl_in, loss_agg, ratio_guard, remat)
     eval      (num_prompts, batch_size, max_new_tokens)
     logging   (keep_checkpoints, sample_every, tensorboard, wandb_project)
     monitor   (early_stop)
@@ -78,7 +78,9 @@ def defaults() -> ml_collections.ConfigDict:
     # needs only the shapes, no weights).
     c.policy = ml_collections.ConfigDict(dict(path="", dtype="bfloat16", arch=""))
     # The PRM was trained with "\n" after each step; step ends are replaced by it.
-    c.prm = ml_collections.ConfigDict(dict(path="", step_token="\n", dtype="bfloat16", arch=""))
+    c.prm = ml_collections.ConfigDict(
+        dict(path="", step_token="\n", dtype="bfloat16", arch="", batch_size=0)  # batch_size 0: all rows
+    )
     c.data = ml_collections.ConfigDict(
         dict(
             train_path=os.path.join(DATA_DIR, TRAIN_FILE),
@@ -97,6 +99,7 @@ def defaults() -> ml_collections.ConfigDict:
             temperature=1.0,
             top_p=1.0,
             top_k=0,  # top_k 0: off
+            sample_batch=0,  # rows per sampler call; 0: the whole rollout batch at once
         )
     )
     c.rewards = ml_collections.ConfigDict()
@@ -113,6 +116,8 @@ def defaults() -> ml_collections.ConfigDict:
             dual_clip=0.0,  # 0: off; else the dual-clip constant c > 1 (e.g. 3.0)
             epochs=1,
             minibatches=1,  # one gradient step per rollout
+            micro_batches=1,  # gradient accumulation: forward/backward passes per minibatch
+            logit_chunk=0,  # response positions per vocabulary projection; 0: all at once
             kl_beta=1e-3,
             kl_estimator="k3",
             kl_in="reward",
@@ -248,6 +253,8 @@ _CHECKS: dict[str, Callable] = {
     "rollout.temperature": _positive,
     "rollout.top_p": _range(0, 1, low_open=True),
     "rollout.top_k": _non_negative,
+    "rollout.sample_batch": _non_negative,
+    "prm.batch_size": _non_negative,
     "advantage.credit": _choice(*CREDIT_MODES),
     "advantage.temperature": _positive,
     "advantage.discount": _range(0, 1, low_open=True),
@@ -262,6 +269,8 @@ _CHECKS: dict[str, Callable] = {
     "ppo.dual_clip": _range(1, None, low_open=True, zero_ok=True),
     "ppo.epochs": _positive,
     "ppo.minibatches": _positive,
+    "ppo.micro_batches": _positive,
+    "ppo.logit_chunk": _non_negative,
     "ppo.kl_beta": _non_negative,
     "ppo.kl_estimator": _choice(*KL_ESTIMATORS),
     "ppo.kl_in": _choice(*KL_IN),
@@ -412,6 +421,33 @@ def _validate_cross(values) -> None:
         _fail("data.prompt_template", "must contain the placeholder {question}")
     if not values["prm"]["step_token"]:
         _fail("prm.step_token", "must be a non-empty string, e.g. '\\n'")
+    rollout, ppo = _items(values["rollout"]), _items(values["ppo"])
+    rows = rollout["prompts_per_step"] * rollout["samples_per_prompt"]
+    if rows % ppo["minibatches"]:
+        _fail(
+            "ppo.minibatches",
+            f"must divide the {rows} responses of a step (rollout.prompts_per_step x "
+            f"rollout.samples_per_prompt), got {ppo['minibatches']}",
+        )
+    if (rows // ppo["minibatches"]) % ppo["micro_batches"]:
+        _fail(
+            "ppo.micro_batches",
+            f"must divide the {rows // ppo['minibatches']} responses of a minibatch "
+            f"(rollout.prompts_per_step x rollout.samples_per_prompt / ppo.minibatches), "
+            f"got {ppo['micro_batches']}",
+        )
+    if rollout["sample_batch"] and rows % rollout["sample_batch"]:
+        _fail(
+            "rollout.sample_batch",
+            f"must divide the {rows} responses of a step (or be 0 for all at once), "
+            f"got {rollout['sample_batch']}",
+        )
+    if ppo["logit_chunk"] and rollout["max_new_tokens"] % ppo["logit_chunk"]:
+        _fail(
+            "ppo.logit_chunk",
+            f"must divide rollout.max_new_tokens={rollout['max_new_tokens']} (or be 0 for no chunking), "
+            f"got {ppo['logit_chunk']}",
+        )
 
 
 # ---------------------------------------------------------------- loading

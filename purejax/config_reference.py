@@ -31,6 +31,8 @@ FIELD_DOCS = {
     "prm.step_token": "The PRM's step token; every step-end token is replaced by it (PURE_SPEC §2).",
     "prm.dtype": "Parameter and compute dtype of the PRM.",
     "prm.arch": "Like policy.arch, for the PRM (a token classifier with 2 labels).",
+    "prm.batch_size": "Rows per PRM scoring forward (0: the whole rollout batch in one call); bounds "
+    "the PRM's activation memory.",
     "data.train_path": "Training prompts (JSON with question/answer; answer \"null\" when absent).",
     "data.eval_names": "Names of the held-out benchmarks.",
     "data.eval_paths": "One file per eval name (the five benchmarks of the paper by default).",
@@ -38,6 +40,8 @@ FIELD_DOCS = {
     "data.step_separator": "Text that ends a reasoning step; every token whose text ends with it is a step end.",
     "rollout.prompts_per_step": "Prompts per RL step.",
     "rollout.samples_per_prompt": "Responses per prompt (K, the group of the baselines).",
+    "rollout.sample_batch": "Rows per sampler call (0: the whole rollout batch in one call); bounds the "
+    "KV cache. Must divide prompts_per_step x samples_per_prompt.",
     "rollout.max_prompt_len": "Prompt width in tokens; longer prompts are refused.",
     "rollout.max_new_tokens": "Response width; responses without EOS by then are truncated.",
     "rollout.temperature": "Sampling temperature.",
@@ -59,6 +63,12 @@ FIELD_DOCS = {
     "ppo.dual_clip": "Dual-clip constant c > 1 for negative advantages (0 = off).",
     "ppo.epochs": "Passes over each rollout batch.",
     "ppo.minibatches": "Minibatches per epoch (must divide the batch).",
+    "ppo.micro_batches": "Gradient accumulation: forward/backward passes per minibatch, summed into one "
+    "exact update (the loss normalisers are the whole minibatch's). Bounds activation memory to "
+    "minibatch / micro_batches rows; the old/reference log-prob passes use the same row chunks.",
+    "ppo.logit_chunk": "Response positions per vocabulary projection in the log-prob passes (0: all at "
+    "once). Chunking keeps [rows, chunk, V] logits instead of [rows, T, V] (V = 152k for Qwen2.5); "
+    "the backward recomputes each chunk. Must divide rollout.max_new_tokens.",
     "ppo.kl_beta": "KL coefficient beta.",
     "ppo.kl_estimator": "k1, k2 or k3 (verl's low_var_kl).",
     "ppo.kl_in": "reward (-beta kl per token, credited in sum form) or loss.",

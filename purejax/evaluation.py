@@ -45,6 +45,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from purejax import atomic
 from purejax import credit
 from purejax import steps as steps_lib
 from purejax.data import DEFAULT_PROMPT_TEMPLATE, Prompt, format_prompt
@@ -52,7 +53,7 @@ from purejax.rewards import verifier
 from purejax.rewards.answers import extract_answer
 from purejax.rewards.prm import prm_step_rewards
 from purejax.sampling import sample, stop_token_ids
-from purejax.trainer import _atomic_write, encode_prompts
+from purejax.trainer import encode_prompts
 
 AGGREGATIONS = ("min", "soft_min", "last", "sum")
 MAX_NEW_TOKENS = 3000  # the paper's evaluation limit
@@ -483,4 +484,4 @@ def write_report(report: dict, path: str) -> None:
     """Writes the report as JSON atomically (a killed run never leaves half a file)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    _atomic_write(path, json.dumps(report, indent=1, allow_nan=True) + "\n")
+    atomic.write_text(path, json.dumps(report, indent=1, allow_nan=True) + "\n")

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import jax
 
+from purejax import atomic
+
 
 def _plain(value: Any):
     """JSON-safe scalar: floats stay floats, non-finite become null."""
@@ -53,12 +55,7 @@ class MetricsWriter:
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, "metrics.jsonl")
         kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic.write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(self.path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard:

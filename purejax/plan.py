@@ -3,9 +3,11 @@
 Lowers and compiles, from abstract shapes only (jax.ShapeDtypeStruct with shardings,
 nnx.eval_shape for the models: nothing is allocated), the three jitted programs of a PURE
 step on the given mesh:
-  train   purejax.train_step.make_train_step, on a batch of `micro_batch` rows;
-  prm     the PRM's scoring forward over prompt + response, on `micro_batch` rows;
-  sample  the KV-cached sampler, on `sample_batch` rows;
+  train   purejax.train_step.make_train_step on the whole rollout batch, exactly as the
+          trainer runs it: forward/backward passes of rows / (ppo.minibatches x
+          ppo.micro_batches) rows, log-probs ppo.logit_chunk positions at a time;
+  prm     the PRM's scoring forward over prompt + response, on prm.batch_size rows;
+  sample  the KV-cached sampler, on rollout.sample_batch rows;
 and reads XLA's per-device buffer sizes from `compiled.memory_analysis()`.
 
 Per device, what is resident for the whole run (the policy's params, the reference params,
@@ -72,22 +74,28 @@ def _sds(partitioner, shape, dtype, rows_sharded=True):
     return jax.ShapeDtypeStruct(shape, dtype, sharding=spec)
 
 
-def plan(
-    config, mesh_shape: tuple[int, int, int], micro_batch: int | None = None, sample_batch: int | None = None
-):
+def plan(config, mesh_shape: tuple[int, int, int]):
     """The per-device memory plan of `config` on a (data, fsdp, tensor) mesh; a dict of bytes.
 
-    micro_batch: rows per train-step / PRM call (default: the whole rollout batch,
-      prompts_per_step x samples_per_prompt, which is what the train step takes today);
-    sample_batch: rows per sampler call (default: the whole rollout batch).
+    Rows per call come from the config, as in a run: ppo.minibatches x ppo.micro_batches
+    passes per train step, rollout.sample_batch rows per sampler call and prm.batch_size
+    rows per PRM call (0: the whole rollout batch, prompts_per_step x samples_per_prompt).
     """
     mesh = sharding.make_mesh(*mesh_shape, devices=jax.devices()[: int(np.prod(mesh_shape))])
     partitioner = sharding.Partitioner(mesh, tuple(map(tuple, config.mesh.rules)))
     rows = int(config.rollout.prompts_per_step) * int(config.rollout.samples_per_prompt)
-    micro_batch = int(micro_batch or rows)
-    sample_batch = int(sample_batch or rows)
-    for value in (micro_batch, sample_batch):
-        partitioner.batch(value)  # raises unless data x fsdp divides it
+    micro_batch = rows // (int(config.ppo.minibatches) * int(config.ppo.micro_batches))
+    sample_batch = int(config.rollout.sample_batch) or rows
+    prm_batch = int(config.prm.batch_size) or rows
+    for field, value in (
+        ("ppo.micro_batches", micro_batch),
+        ("rollout.sample_batch", sample_batch),
+        ("prm.batch_size", prm_batch),
+    ):
+        try:
+            partitioner.batch(value)  # raises unless data x fsdp divides it
+        except ValueError as error:
+            raise ValueError(f"config.{field}: {value} rows per call: {error}") from None
     p, n = int(config.rollout.max_prompt_len), int(config.rollout.max_new_tokens)
 
     policy_config = archs.resolve(config.policy, "policy")
@@ -106,6 +114,8 @@ def plan(
         "policy": _describe(policy_config, policy_dtype),
         "micro_batch": micro_batch,
         "sample_batch": sample_batch,
+        "prm_batch": prm_batch,
+        "logit_chunk": int(config.ppo.logit_chunk),
         "prompt_len": p,
         "response_len": n,
         "remat": bool(config.ppo.remat),
@@ -114,15 +124,15 @@ def plan(
         "opt_state_bytes": sharding.per_device_bytes(state.opt_state),
     }
 
-    # ---- train step
+    # ---- train step, on the whole rollout batch
     batch = ts.RolloutBatch(
-        prompt_ids=_sds(partitioner, (micro_batch, p), jnp.int32),
-        prompt_mask=_sds(partitioner, (micro_batch, p), jnp.bool_),
-        response_ids=_sds(partitioner, (micro_batch, n), jnp.int32),
-        response_mask=_sds(partitioner, (micro_batch, n), jnp.bool_),
-        step_end=_sds(partitioner, (micro_batch, n), jnp.bool_),
-        step_rewards=_sds(partitioner, (micro_batch, n), jnp.float32),
-        seq_rewards=_sds(partitioner, (micro_batch,), jnp.float32),
+        prompt_ids=_sds(partitioner, (rows, p), jnp.int32),
+        prompt_mask=_sds(partitioner, (rows, p), jnp.bool_),
+        response_ids=_sds(partitioner, (rows, n), jnp.int32),
+        response_mask=_sds(partitioner, (rows, n), jnp.bool_),
+        step_end=_sds(partitioner, (rows, n), jnp.bool_),
+        step_rewards=_sds(partitioner, (rows, n), jnp.float32),
+        seq_rewards=_sds(partitioner, (rows,), jnp.float32),
     )
     rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
     step = ts.make_train_step(
@@ -146,8 +156,8 @@ def plan(
             in_shardings=(partitioner.tree(prm_params), partitioner.batch(), partitioner.batch()),
             out_shardings=partitioner.batch(),
         )
-        ids = _sds(partitioner, (micro_batch, p + n), jnp.int32)
-        mask = _sds(partitioner, (micro_batch, p + n), jnp.bool_)
+        ids = _sds(partitioner, (prm_batch, p + n), jnp.int32)
+        mask = _sds(partitioner, (prm_batch, p + n), jnp.bool_)
         start = time.perf_counter()
         programs["prm"] = _memory(score.lower(prm_params, ids, mask), start)
 
@@ -231,8 +241,9 @@ def table(result: dict) -> str:
         lines.append(f"PRM:    {result['prm']}")
     lines += [
         (
-            f"rows per train/PRM call {result['micro_batch']}, per sampler call {result['sample_batch']}; "
-            f"{result['prompt_len']} prompt + {result['response_len']} response tokens; remat {result['remat']}"
+            f"rows per train pass {result['micro_batch']}, per PRM call {result['prm_batch']}, per sampler "
+            f"call {result['sample_batch']}; {result['prompt_len']} prompt + {result['response_len']} "
+            f"response tokens; logit chunk {result['logit_chunk'] or 'none'}; remat {result['remat']}"
         ),
         "per device:",
         f"  policy params          {gib('params_bytes')}",

@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
+
+from purejax import atomic
 
 IGNORE = -100  # label of positions without a step label (TRL / torch CrossEntropyLoss convention)
 LAYOUTS = ("policy", "trl")
@@ -113,16 +114,7 @@ def load_records(path: str) -> list[dict]:
 
 def write_records(records: Iterable[dict], path: str) -> None:
     """Writes records as JSONL atomically (a temp file renamed into place)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 # ---------------------------------------------------------------- PRM800K

@@ -64,6 +64,8 @@ class PPOSettings:
     dual_clip: float | None
     epochs: int
     minibatches: int
+    micro_batches: int
+    logit_chunk: int
     kl_beta: float
     kl_estimator: str
     kl_in: str
@@ -83,6 +85,8 @@ class PPOSettings:
             dual_clip=float(ppo.dual_clip) or None,
             epochs=int(ppo.epochs),
             minibatches=int(ppo.minibatches),
+            micro_batches=int(ppo.micro_batches),
+            logit_chunk=int(ppo.logit_chunk),
             kl_beta=float(ppo.kl_beta),
             kl_estimator=str(ppo.kl_estimator),
             kl_in=str(ppo.kl_in),
@@ -129,18 +133,65 @@ def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation)
 
 def response_logits(graphdef, params, rest, batch: RolloutBatch, remat: bool = False) -> jnp.ndarray:
     """Policy logits predicting each response token: float32[B, T, V]."""
+    model, h_btd = _response_hidden(graphdef, params, rest, batch, remat)
+    return model.head(h_btd)
+
+
+def response_logp(
+    graphdef, params, rest, batch: RolloutBatch, remat: bool = False, chunk: int = 0, entropy: bool = False
+):
+    """Log-probs of the response tokens under the policy, float32[B, T] (and entropies [B, T]).
+
+    chunk > 0 projects `chunk` response positions at a time to the vocabulary inside a
+    rematerialised loop, so at most [B, chunk, V] float32 logits exist at once, in the
+    forward and the backward pass, instead of [B, T, V] (T = 8192 and V = 152064 make the
+    latter 5 GB per row). chunk = 0 projects all T positions at once.
+    """
+    model, h_btd = _response_hidden(graphdef, params, rest, batch, remat)
+    ids_bt = batch.response_ids
+
+    def project(h, ids):
+        logits = model.head(h)
+        logp = _logp_of(logits, ids)
+        return (logp, jax.vmap(losses.entropy_from_logits)(logits)) if entropy else (logp,)
+
+    b, t = ids_bt.shape
+    if not chunk or chunk >= t:
+        out = project(h_btd, ids_bt)
+    else:
+        n = t // chunk  # checked by the config: chunk divides T
+        h_nbcd = h_btd.reshape(b, n, chunk, -1).swapaxes(0, 1)
+        ids_nbc = ids_bt.reshape(b, n, chunk).swapaxes(0, 1)
+        out = jax.lax.map(lambda xs: jax.checkpoint(project)(*xs), (h_nbcd, ids_nbc))
+        out = tuple(x.swapaxes(0, 1).reshape(b, t) for x in out)
+    return out if entropy else out[0]
+
+
+def _response_hidden(graphdef, params, rest, batch: RolloutBatch, remat: bool):
     model = nnx.merge(graphdef, params, *rest)
     ids = jnp.concatenate([batch.prompt_ids, batch.response_ids], axis=1)
     mask = jnp.concatenate([batch.prompt_mask, batch.response_mask], axis=1)
     p, t = batch.prompt_ids.shape[1], batch.response_ids.shape[1]
     # Position p - 1 + i predicts response token i; the vocabulary projection is
     # applied to those T positions only, not to the prompt.
-    return model.head(model.hidden_states(ids, mask, remat=remat)[:, p - 1 : p + t - 1])
+    return model, model.hidden_states(ids, mask, remat=remat)[:, p - 1 : p + t - 1]
 
 
 def _logp_of(logits_btv, ids_bt):
     target = jnp.take_along_axis(logits_btv, ids_bt[..., None], axis=-1)[..., 0]
     return target - jax.nn.logsumexp(logits_btv, axis=-1)
+
+
+def _take_rows(tree, rows_idx):
+    """Rows `rows_idx` of every array in `tree`. A gather along the sharded row axis would come
+    out replicated (every device computing every row); keep the rows split over data x fsdp."""
+    return jax.tree.map(lambda x: sharding.constrain(jnp.take(x, rows_idx, axis=0), ("batch",)), tree)
+
+
+def _strided_chunks(rows_idx, num_chunks: int):
+    """[num_chunks, rows / num_chunks] row indices, chunk i = rows i, i + num_chunks, ...: with
+    rows sharded over devices in contiguous blocks, every chunk draws from every device."""
+    return rows_idx.reshape(-1, num_chunks).T
 
 
 def make_train_step(
@@ -168,22 +219,45 @@ def make_train_step(
         seed's state would be.
     """
     s = PPOSettings.from_config(config)
+    if partitioner is not None and state_sharding is None:
+        raise ValueError("make_train_step: pass state_sharding=partitioner.tree(state) with a partitioner.")
+    param_sharding = None if partitioner is None else state_sharding.params  # of one seed
+
+    def like_params(grads):
+        """Gradients sharded as their parameters: left to itself, XLA may keep a float32
+        accumulator whole on every device (30 GB for 7.6B parameters) instead of split."""
+        if param_sharding is None:
+            return grads
+        return jax.tree.map(jax.lax.with_sharding_constraint, grads, param_sharding)
 
     def sequence_logp(params, batch):
-        return _logp_of(response_logits(graphdef, params, rest, batch), batch.response_ids)
+        """[B, T] log-probs without gradients, `micro_batches` x `minibatches` row chunks at a time."""
+        rows = batch.response_ids.shape[0]
+        chunks = s.minibatches * s.micro_batches
 
-    def loss_fn(params, mb: RolloutBatch, old_logp, ref_logp, adv):
-        logits = response_logits(graphdef, params, rest, mb, remat=s.remat)
-        logp = _logp_of(logits, mb.response_ids)
-        # Entropy only here: the old and reference passes need log-probs, not a second [B, T, V] softmax.
-        entropy = jax.vmap(losses.entropy_from_logits)(logits)
+        def logp(mb):
+            return response_logp(graphdef, params, rest, mb, chunk=s.logit_chunk)
+
+        if chunks == 1:
+            return logp(batch)
+        idx_cr = _strided_chunks(jnp.arange(rows), chunks)
+        out_crt = jax.lax.map(lambda idx: logp(_take_rows(batch, idx)), idx_cr)
+        return out_crt.swapaxes(0, 1).reshape(rows, -1)  # row j * chunks + c is out[c, j]
+
+    def loss_fn(params, mb: RolloutBatch, old_logp, ref_logp, adv, pg_count, token_count):
+        """One micro-batch's share of the minibatch loss, normalised by the whole minibatch's
+        counts (pg_count: aggregate_loss's count; token_count: valid tokens), so that summing
+        the micro-batches' losses and gradients gives the minibatch's exactly."""
+        logp, entropy = response_logp(
+            graphdef, params, rest, mb, remat=s.remat, chunk=s.logit_chunk, entropy=True
+        )
         mask = mb.response_mask
         pg_bt = jax.vmap(losses.clipped_surrogate_loss, (0, 0, 0, None, None, None))(
             logp, old_logp, adv, s.clip_eps_low, s.clip_eps_high, s.dual_clip
         )
-        pg = reductions.aggregate_loss(pg_bt, mask, s.loss_agg).mean()
+        pg = reductions.aggregate_loss(pg_bt, mask, s.loss_agg).total / pg_count
         kl_bt = jax.vmap(losses.kl_penalty, (0, 0, None))(logp, ref_logp, s.kl_estimator)
-        kl = reductions.masked_mean(kl_bt, mask)
+        kl = reductions.masked_sum(kl_bt, mask) / token_count
         loss = pg + (s.kl_beta * kl if s.kl_in == "loss" else 0.0)
         ratio = jnp.exp(logp - old_logp)
         clipped = jax.vmap(losses.ratio_clipped, (0, 0, 0, None, None))(
@@ -192,16 +266,56 @@ def make_train_step(
         aux = dict(
             pg_loss=pg,
             kl_loss=kl,
-            entropy=reductions.masked_mean(entropy, mask),
-            clip_fraction=reductions.masked_mean(clipped.astype(jnp.float32), mask),
-            ratio_mean=reductions.masked_mean(ratio, mask),
+            entropy=reductions.masked_sum(entropy, mask) / token_count,
+            clip_fraction=reductions.masked_sum(clipped.astype(jnp.float32), mask) / token_count,
+            ratio_mean=reductions.masked_sum(ratio, mask) / token_count,
         )
         if s.ratio_guard is not None:
-            # OpenRLHF zeroes the loss of a batch whose mean ratio has run away.
-            loss = jnp.where(aux["ratio_mean"] > s.ratio_guard, 0.0, loss)
+            # OpenRLHF zeroes the loss of a batch whose mean ratio has run away (with
+            # micro-batches: of a micro-batch whose mean ratio has).
+            micro_ratio = reductions.masked_mean(ratio, mask)
+            loss = jnp.where(micro_ratio > s.ratio_guard, 0.0, loss)
         return loss, aux
 
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def minibatch_grads(params, batch, old_logp, ref_logp, adv, rows_idx):
+        """(loss, aux, grads) of one minibatch, accumulated over `micro_batches` passes."""
+        mask = _take_rows(batch.response_mask, rows_idx)
+        counts = (
+            jnp.maximum(reductions.aggregate_loss(jnp.zeros(mask.shape), mask, s.loss_agg).count, 1e-12),
+            jnp.maximum(jnp.sum(mask.astype(jnp.float32)), 1.0),
+        )
+
+        def micro(idx):
+            mb, old, ref, a = _take_rows((batch, old_logp, ref_logp, adv), idx)
+            (loss, aux), grads = grad_fn(params, mb, old, ref, a, *counts)
+            return loss, aux, like_params(grads)
+
+        if s.micro_batches == 1:
+            return micro(rows_idx)
+
+        def accumulate(total, idx):
+            # Gradients add up in float32 whatever the parameter dtype.
+            part = jax.tree.map(lambda x: x.astype(jnp.float32), micro(idx))
+            return jax.tree.map(jnp.add, total, part), None
+
+        chunks = _strided_chunks(rows_idx, s.micro_batches)
+        loss, aux, grads = jax.tree.map(
+            lambda x: jnp.zeros(x.shape, jnp.float32), jax.eval_shape(micro, chunks[0])
+        )
+        total, _ = jax.lax.scan(accumulate, (loss, aux, like_params(grads)), chunks)
+        return total
+
     def step(state: TrainState, batch: RolloutBatch, rng):
+        rows = batch.response_ids.shape[0]
+        if rows % s.minibatches:
+            raise ValueError(f"ppo.minibatches={s.minibatches} must divide the batch of {rows} responses.")
+        if (rows // s.minibatches) % s.micro_batches:
+            raise ValueError(
+                f"ppo.micro_batches={s.micro_batches} must divide the {rows // s.minibatches} responses "
+                "of a minibatch."
+            )
         rng = jax.random.fold_in(rng, state.step)
         old_logp = sequence_logp(state.params, batch)
         ref_logp = sequence_logp(state.ref_params, batch)
@@ -218,20 +332,14 @@ def make_train_step(
             seq_r_b=batch.seq_rewards,
             dense_r_bt=dense,
         )
-        rows = batch.response_ids.shape[0]
-        if rows % s.minibatches:
-            raise ValueError(f"ppo.minibatches={s.minibatches} must divide the batch of {rows} responses.")
         per_mb = rows // s.minibatches
 
         def run_minibatch(carry, rows_idx):
             params, opt_state = carry
-            # A gather along the sharded row axis would come out replicated (every device
-            # computing every row); keep the minibatch's rows split over data x fsdp.
-            take = lambda x: sharding.constrain(jnp.take(x, rows_idx, axis=0), ("batch",))
-            mb = jax.tree.map(take, batch)
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, mb, take(old_logp), take(ref_logp), take(advantages.advantages)
+            loss, aux, grads = minibatch_grads(
+                params, batch, old_logp, ref_logp, advantages.advantages, rows_idx
             )
+            grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
             updates, new_opt_state = optimizer.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
             grad_norm = optax.global_norm(grads)
@@ -261,8 +369,6 @@ def make_train_step(
     fn = jax.vmap(step) if seed_axis else step
     if partitioner is None:
         return jax.jit(fn, donate_argnums=0)
-    if state_sharding is None:
-        raise ValueError("make_train_step: pass state_sharding=partitioner.tree(state) with a partitioner.")
     batch_sharding, replicated = partitioner.batch(), partitioner.replicated()
     if seed_axis:
         state_sharding, batch_sharding = partitioner.seed_stacked((state_sharding, batch_sharding))

@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from purejax import atomic
 from purejax import checkpoint as checkpoint_lib
 from purejax import credit
 from purejax import metrics_log
@@ -129,8 +130,7 @@ class Trainer:
         self.partitioner = p = sharding.from_config(config)
         one_seed_sharding = None
         if p is not None:
-            p.batch(int(r.prompts_per_step) * self.k)  # fails early, naming the fields to change
-            p.batch(int(config.eval.batch_size))
+            _check_rows_split(p, config, int(r.prompts_per_step) * self.k)
             one_seed_sharding = p.tree(state)
             self.state = p.put(self.state, p.seed_stacked(one_seed_sharding))
             self.update_keys = p.put(self.update_keys, p.replicated())
@@ -160,7 +160,7 @@ class Trainer:
         return nnx.merge(self.graphdef, jax.tree.map(lambda x: x[seed_index], params))
 
     def rollout(self, step: int):
-        """Per seed: dataset indices [S, B], prompts [S, B, P] and the samples [S, B, N]."""
+        """Per seed: dataset indices [S, B], prompts [S, B, P] and the samples [S, B, N] (numpy)."""
         c = self.config
         per_step = int(c.rollout.prompts_per_step)
         prompt_index = np.stack(
@@ -171,20 +171,29 @@ class Trainer:
         )
         prompt_ids, prompt_mask = self.train_ids[prompt_index], self.train_mask[prompt_index]
         keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), step) for seed in self.seeds])
-        out = sample_seeds(
-            self.graphdef,
-            self.state.params,
-            prompt_ids,
-            prompt_mask,
-            int(c.rollout.max_new_tokens),
-            keys,
-            temperature=float(c.rollout.temperature),
-            top_k=int(c.rollout.top_k),
-            top_p=float(c.rollout.top_p),
-            eos_token_id=self.eos_ids,
-            pad_token_id=self.pad_id,
-            partitioner=self.partitioner,
-        )
+        rows = prompt_ids.shape[1]
+        size = int(c.rollout.sample_batch) or rows  # the config checks that it divides `rows`
+        chunks = []
+        for start in range(0, rows, size):  # fixed-size row chunks bound the KV cache
+            chunk = slice(start, start + size)
+            # Chunk i samples with its own key, so chunking changes the draws (not their law).
+            chunk_keys = keys if size == rows else jax.vmap(jax.random.fold_in, (0, None))(keys, start)
+            out = sample_seeds(
+                self.graphdef,
+                self.state.params,
+                prompt_ids[:, chunk],
+                prompt_mask[:, chunk],
+                int(c.rollout.max_new_tokens),
+                chunk_keys,
+                temperature=float(c.rollout.temperature),
+                top_k=int(c.rollout.top_k),
+                top_p=float(c.rollout.top_p),
+                eos_token_id=self.eos_ids,
+                pad_token_id=self.pad_id,
+                partitioner=self.partitioner,
+            )
+            chunks.append(sharding.fetch(out))
+        out = type(chunks[0])(*(np.concatenate(parts, axis=1) for parts in zip(*chunks)))
         return prompt_index, prompt_ids, prompt_mask, out
 
     def decode(self, tokens, mask) -> list[str]:
@@ -296,7 +305,7 @@ class Trainer:
                     "rewards": {n: float(np.sum(v[b])) for n, v in composed.raw.items()},
                 }
             )
-        _atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
     # -------------------------------------------------------------- the loop
 
@@ -396,7 +405,7 @@ class Trainer:
     def _one_step(self, step: int) -> list[dict]:
         t0 = time.perf_counter()
         prompt_index, prompt_ids, prompt_mask, out = self.rollout(step)
-        tokens, mask = sharding.fetch((out.tokens, out.mask))
+        tokens, mask = out.tokens, out.mask
         t1 = time.perf_counter()
         width = tokens.shape[-1]
         separators = jnp.asarray(self.separator_ids)
@@ -468,6 +477,21 @@ class Trainer:
         return record
 
 
+def _check_rows_split(partitioner, config, rows: int) -> None:
+    """Fails at start-up, naming the field, if a call's rows cannot be split over data x fsdp."""
+    calls = [
+        ("rollout.sample_batch", int(config.rollout.sample_batch) or rows),
+        ("eval.batch_size", int(config.eval.batch_size)),
+    ]
+    if int(config.prm.batch_size):
+        calls.append(("prm.batch_size", int(config.prm.batch_size)))
+    for field, value in calls:
+        try:
+            partitioner.batch(value)
+        except ValueError as error:
+            raise ValueError(f"config.{field}: {value} rows per call: {error}") from None
+
+
 def _progress(summaries: list[dict]) -> dict:
     """The progress bar's live metrics: each key's mean over seeds."""
     out = {}
@@ -487,15 +511,6 @@ _PROGRESS_KEYS = (
     "train/kl_reward",
     "train/loss",
 )
-
-
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ set-up from a config
@@ -548,7 +563,7 @@ def build_task(config) -> Task:
                 f"config.prm.step_token={config.prm.step_token!r} is {len(step_ids)} tokens; "
                 "it must be exactly one token of the policy's tokenizer."
             )
-        prm = scorer_for(prm_model, step_ids[0], sharding.from_config(config))
+        prm = scorer_for(prm_model, step_ids[0], sharding.from_config(config), int(config.prm.batch_size))
     train_prompts = data_lib.load_train_prompts(config.data.train_path)
     eval_prompts = []
     for name, path in zip(config.data.eval_names, config.data.eval_paths):

@@ -40,8 +40,9 @@ def main() -> None:
     with config.unlocked():
         config.num_seeds = 2
         if num_processes > 1:
+            address = f"localhost:{args.port}"
             config.distributed.update(
-                coordinator_address=f"localhost:{args.port}", num_processes=num_processes, process_id=process_id
+                coordinator_address=address, num_processes=num_processes, process_id=process_id
             )
     distributed.initialize(config)
 

@@ -42,7 +42,9 @@ def _launch(workdir, mesh, devices, then=None, process=None, port=0):
         command += ["--then", then]
     if process:
         command += ["--process", process, "--port", str(port)]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _finish(procs, timeout=600):

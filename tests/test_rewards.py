@@ -366,3 +366,31 @@ def test_all_builtin_source_types_registered():
     )
     assert SOURCE_TYPES["prm"].kind == "jax" and SOURCE_TYPES["prm"].level == "step"
     assert SOURCE_TYPES["verifiable"].kind == "host"
+
+
+def test_prm_scorer_over_a_decoder_scores_in_fixed_size_row_chunks():
+    """scorer_for(model, ..., batch_size=2) on 5 rows (chunks 2, 2, 1 padded to 2) returns the
+    model's logits for every row, as one call over all rows does."""
+    from purejax.models import DecoderConfig, init_model
+    from purejax.rewards.prm import scorer_for
+
+    model = init_model(
+        DecoderConfig(
+            vocab_size=VOCAB,
+            hidden_size=16,
+            intermediate_size=32,
+            num_layers=1,
+            num_heads=2,
+            num_kv_heads=1,
+            head="classifier",
+        ),
+        seed=3,
+    )
+    prompt_ids, prompt_mask, response_ids, response_mask = _random_batch(np.random.default_rng(4))
+    ids = np.concatenate([prompt_ids, response_ids], 1)
+    mask = np.concatenate([prompt_mask, response_mask], 1).astype(np.int32)
+    want = np.asarray(model(jnp.asarray(ids), jnp.asarray(mask)))
+    for batch_size in (0, 2):
+        got = scorer_for(model, 1, batch_size=batch_size).logits_fn(jnp.asarray(ids), jnp.asarray(mask))
+        assert got.shape == want.shape
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)

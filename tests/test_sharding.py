@@ -194,6 +194,10 @@ def test_plan_on_a_tiny_mesh_prints_the_json_plan():
             "--config.rollout.samples_per_prompt=4",
             "--config.rollout.max_prompt_len=8",
             "--config.rollout.max_new_tokens=8",
+            "--config.ppo.micro_batches=2",
+            "--config.ppo.logit_chunk=4",
+            "--config.rollout.sample_batch=8",
+            "--config.prm.batch_size=4",
         ],
         cwd=ROOT,
         env=_env(),
@@ -205,6 +209,7 @@ def test_plan_on_a_tiny_mesh_prints_the_json_plan():
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads(proc.stdout.strip().splitlines()[-1])
     assert plan["mesh"] == {"data": 2, "fsdp": 2, "tensor": 2}
+    assert (plan["micro_batch"], plan["prm_batch"], plan["sample_batch"]) == (4, 4, 8)
     # 74,112 bf16 parameters (1 layer, D=64, 8 heads of 8, F=128, V=256, untied): all but the
     # 192 norm weights are split 4 ways (fsdp x tensor; `data` replicates parameters).
     assert 148_224 / 4 <= plan["params_bytes"] <= 148_224 / 4 + 2 * 192

@@ -178,3 +178,31 @@ def test_finished_run_exports_an_hf_policy(uninterrupted):
     )
     assert json.loads((workdir / "policy" / "purejax_run.json").read_text()) == {"step": 4, "seed": 0}
     assert (workdir / "policy" / "tokenizer.json").exists()
+
+
+def test_rollout_in_row_chunks_samples_each_chunk_with_its_own_key(smoke_config, task, tmp_path):
+    """rollout.sample_batch = 2 of 4 rows: two sampler calls whose rows land in order, chunk
+    starting at row r sampled with fold_in(key, r)."""
+    from purejax.sampling import sample_seeds
+
+    config = _with_seed(smoke_config, num_seeds=2)
+    with config.unlocked():
+        config.rollout.sample_batch = 2
+    trainer = trainer_lib.Trainer(config, task, str(tmp_path), show_progress=False)
+    _, prompt_ids, prompt_mask, out = trainer.rollout(3)
+    assert out.tokens.shape == (2, 4, config.rollout.max_new_tokens)
+    keys = np.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 3) for seed in (0, 1)])
+    for start in (0, 2):
+        want = sample_seeds(
+            trainer.graphdef,
+            trainer.state.params,
+            prompt_ids[:, start : start + 2],
+            prompt_mask[:, start : start + 2],
+            int(config.rollout.max_new_tokens),
+            jax.vmap(jax.random.fold_in, (0, None))(keys, start),
+            temperature=float(config.rollout.temperature),
+            eos_token_id=trainer.eos_ids,
+            pad_token_id=trainer.pad_id,
+        )
+        np.testing.assert_array_equal(out.tokens[:, start : start + 2], want.tokens)
+        np.testing.assert_array_equal(out.mask[:, start : start + 2], want.mask)

@@ -114,6 +114,31 @@ def attend(q_btnh: jax.Array, k_bkhs: jax.Array, v_bksh: jax.Array, mask_bts: ja
     return out.reshape(b, k, t, g, h).transpose(0, 2, 1, 3, 4).reshape(b, t, n, h)
 
 
+# Full forwards longer than this attend in blocks of this many queries (`attend_in_blocks`).
+QUERY_BLOCK = 1024
+
+
+def attend_in_blocks(q_btnh, k_bkhs, v_bksh, mask_bts, block: int | None = None) -> jax.Array:
+    """`attend`, `block` queries at a time inside a rematerialised loop: the same values, with
+    [B, heads, block, S] scores alive instead of [B, heads, T, S], in the forward pass and the
+    backward (at T = 8192 with 28 heads the full scores are 7.5 GB f32 per row). Used when
+    T > 2 x block and block divides T; otherwise the single `attend`. block: QUERY_BLOCK if None."""
+    block = block or QUERY_BLOCK
+    b, t, n, h = q_btnh.shape
+    if t <= 2 * block or t % block:
+        return attend(q_btnh, k_bkhs, v_bksh, mask_bts)
+    blocks = t // block
+    q_cbtnh = q_btnh.reshape(b, blocks, block, n, h).swapaxes(0, 1)
+    mask_cbts = mask_bts.reshape(b, blocks, block, -1).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def one_block(xs):
+        return attend(xs[0], k_bkhs, v_bksh, xs[1])
+
+    out_cbtnh = jax.lax.map(one_block, (q_cbtnh, mask_cbts))
+    return out_cbtnh.swapaxes(0, 1).reshape(b, t, n, h)
+
+
 class LayerCache(NamedTuple):
     """One layer's keys [B, K, H, S] and values [B, K, S, H] for S slots."""
 
@@ -173,7 +198,10 @@ class Attention(nnx.Module):
                 mask_bts = mask_bts[:, :, :t]
             else:
                 k_bkht, v_bkth = cache.k, cache.v
-        out_btnh = attend(q, k_bkht, v_bkth, mask_bts)
+        # Without a cache (training, scoring) T can be thousands of tokens: attend in blocks.
+        out_btnh = attend(q, k_bkht, v_bkth, mask_bts) if cache is not None else attend_in_blocks(
+            q, k_bkht, v_bkth, mask_bts
+        )
         y = jnp.einsum("btnh,nhd->btd", out_btnh, self.o_nhd[...])
         if self.o_bias:
             y = y + self.o_bias_d[...]
@@ -270,9 +298,11 @@ class Decoder(nnx.Module):
         mask_bts = causal_ts[None] & mask_bt[:, None, :]
         x = sharding.constrain(self.embed_vd[...][input_ids], sharding.RESIDUAL_AXES)
         inv_freq = rope_inv_freq(self.config)
-        run_layer = _run_layer_remat if remat else _run_layer
-        for layer in self.layers:
-            x = sharding.constrain(run_layer(layer, x, pos_bt, inv_freq, mask_bts), sharding.RESIDUAL_AXES)
+        if remat:
+            x = _scan_layers_remat(self.layers, x, pos_bt, inv_freq, mask_bts)
+        else:
+            for layer in self.layers:
+                x = sharding.constrain(_run_layer(layer, x, pos_bt, inv_freq, mask_bts), sharding.RESIDUAL_AXES)
         return self.final_norm(x)
 
     def head(self, h_btd: jax.Array) -> jax.Array:
@@ -323,7 +353,39 @@ def _run_layer(layer, x_btd, pos_bt, inv_freq, mask_bts):
     return layer(x_btd, pos_bt, inv_freq, mask_bts)[0]
 
 
-_run_layer_remat = nnx.remat(_run_layer)
+def _constrain_stacked(variable):
+    if not isinstance(variable, nnx.Variable):
+        return variable
+    axes = variable.get_metadata().get("out_sharding")
+    value = variable.get_value()
+    if not axes or len(axes) + 1 != value.ndim:
+        return variable
+    return variable.replace(sharding.constrain(value, ("layers", *axes)))
+
+
+def _scan_layers_remat(layers, x_btd, pos_bt, inv_freq, mask_bts):
+    """The layers as one lax.scan over their stacked parameters, each iteration rematerialised.
+
+    A remat per layer in a Python loop is not enough: nothing orders the backward pass's
+    recomputations, and XLA (XLA:CPU measurably) schedules them all early, keeping every
+    layer's [B, heads, T, T] attention temporaries alive at once, as if there were no remat.
+    Inside a scan the backward runs layer by layer, so one layer's temporaries exist at a
+    time, and the stored residuals are the [B, T, D] layer inputs.
+    """
+    splits = [nnx.split(layer) for layer in layers]  # every layer has the same structure
+    graphdef = splits[0][0]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *(state for _, state in splits))
+    # Stacked weights (and so their gradients, the scan's backward output) sharded as each
+    # layer's are: unconstrained, XLA keeps [layers, ...] whole on every device, i.e. every
+    # layer's full weights and float32 gradients at once (~2 GB per layer at 7B).
+    stacked = jax.tree.map(_constrain_stacked, stacked, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+    @jax.checkpoint
+    def body(x, state):
+        y = _run_layer(nnx.merge(graphdef, state), x, pos_bt, inv_freq, mask_bts)
+        return sharding.constrain(y, sharding.RESIDUAL_AXES), None
+
+    return jax.lax.scan(body, x_btd, stacked)[0]
 
 
 def init_model(config: DecoderConfig, seed: int | nnx.Rngs = 0, dtype=jnp.float32) -> Decoder:

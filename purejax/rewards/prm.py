@@ -33,13 +33,15 @@ class PRMScorer(NamedTuple):
     step_token_id: int
 
 
-def scorer_for(model, step_token_id: int, partitioner=None) -> PRMScorer:
+def scorer_for(model, step_token_id: int, partitioner=None, batch_size: int = 0) -> PRMScorer:
     """A PRMScorer over an nnx token classifier (purejax.models.Decoder, num_labels = 2).
 
     One jitted forward with the weights as an argument, not constants baked into the
-    compiled program. With a `purejax.sharding.Partitioner` the weights are sharded by
-    their logical axes and the rows over data x fsdp (the row count must divide), and the
-    logits come back whole on every process, so scoring runs unchanged on a pod.
+    compiled program, called on `batch_size` rows at a time (0: all rows at once; the last
+    call is padded to the same size, so there is one compile). With a
+    `purejax.sharding.Partitioner` the weights are sharded by their logical axes and the rows
+    over data x fsdp, and the logits come back whole on every process, so scoring runs
+    unchanged on a pod (config.prm.batch_size must then be a multiple of data x fsdp).
     """
     from flax import nnx
 
@@ -51,14 +53,26 @@ def scorer_for(model, step_token_id: int, partitioner=None) -> PRMScorer:
         return nnx.merge(graphdef, params)(ids, mask)
 
     if partitioner is None:
-        return PRMScorer(functools.partial(jax.jit(forward), params), step_token_id)
-    params = partitioner.put(params, partitioner.tree(params))
-    sharded_forward = partitioner.jit(forward)
+        call = functools.partial(jax.jit(forward), params)
+    else:
+        params = partitioner.put(params, partitioner.tree(params))
+        sharded_forward = partitioner.jit(forward)
+
+        def call(ids, mask):
+            rows = partitioner.batch(ids.shape[0])
+            ids, mask = partitioner.put((np.asarray(ids), np.asarray(mask)), (rows, rows))
+            return jnp.asarray(sharding.fetch(sharded_forward(params, ids, mask)))
 
     def logits_fn(ids, mask):
-        rows = partitioner.batch(ids.shape[0])
-        ids, mask = partitioner.put((np.asarray(ids), np.asarray(mask)), (rows, rows))
-        return jnp.asarray(sharding.fetch(sharded_forward(params, ids, mask)))
+        rows = ids.shape[0]
+        size = batch_size or rows
+        out = []
+        for start in range(0, rows, size):  # fixed-size row chunks, not a loop over rows
+            chunk = slice(start, start + size)
+            pad = size - ids[chunk].shape[0]
+            ids_c, mask_c = (jnp.pad(x[chunk], ((0, pad), (0, 0))) for x in (ids, mask))
+            out.append(call(ids_c, mask_c)[: size - pad])
+        return out[0] if len(out) == 1 else jnp.concatenate(out)
 
     return PRMScorer(logits_fn, step_token_id)
 

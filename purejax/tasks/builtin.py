@@ -82,7 +82,9 @@ def learned_prm_scorer(path: str, tokenizer, config):
             f"config.prm.path={path!r} has vocab_size {model.config.vocab_size} but the policy's tokenizer "
             f"has {len(tokenizer)} tokens; the PRM must be trained on the policy's tokenizer."
         )
-    return scorer_for(model, step_token_id(tokenizer, config.prm.step_token), sharding.from_config(config))
+    partitioner = sharding.from_config(config)
+    step_id = step_token_id(tokenizer, config.prm.step_token)
+    return scorer_for(model, step_id, partitioner, int(config.prm.batch_size))
 
 
 def _prompts(split: str, n: int, seed: int, spec: arith.ArithSpec) -> list[Prompt]:
