@@ -45,12 +45,26 @@ def parse(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="", help="JSON file for the report (written atomically)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--mesh",
+        default="",
+        help="shard the policy and PRM over a device mesh, e.g. data=1,fsdp=4,tensor=2 (default: "
+        "one device); on several hosts run the same command on each (jax.distributed starts from "
+        "the environment)",
+    )
     args = parser.parse_args(argv)
     names = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
     unknown = [b for b in names if b not in BENCHMARKS]
     if unknown or not names:
         parser.error(f"--benchmarks: unknown {unknown or '(empty)'}; choose from {','.join(BENCHMARKS)}")
     args.benchmarks = names
+    if args.mesh:
+        from purejax.sharding import parse_mesh
+
+        try:
+            args.mesh = parse_mesh(args.mesh)
+        except ValueError as error:
+            parser.error(f"--{error}")
     args.n = (8 if args.prm else 0) if args.n is None else args.n
     for flag in ("limit", "n", "prm_batch_size"):
         if getattr(args, flag) < 0:
@@ -68,6 +82,7 @@ def parse(argv):
 def main(argv=None) -> dict:
     args = parse(sys.argv[1:] if argv is None else argv)
     # Heavy imports after argument checks: a typo fails before JAX starts.
+    import jax
     import jax.numpy as jnp
     from transformers import AutoTokenizer
 
@@ -84,6 +99,16 @@ def main(argv=None) -> dict:
         sys.exit(f"error: {str(error).replace('--config.', '--').replace('config.', '--')}")
     if args.limit:
         benchmarks = {name: prompts[: args.limit] for name, prompts in benchmarks.items()}
+    partitioner = None
+    if args.mesh:
+        from purejax import config as config_lib
+        from purejax import distributed, sharding
+
+        distributed.initialize(config_lib.defaults())  # a no-op unless launched multi-process
+        try:
+            partitioner = sharding.Partitioner(sharding.make_mesh(*args.mesh))
+        except ValueError as error:
+            sys.exit(f"error: --mesh: {error}")
     dtype = jnp.dtype(args.dtype)
     model = load_pretrained(args.checkpoint, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoint)
@@ -101,10 +126,13 @@ def main(argv=None) -> dict:
         seed=args.seed,
         soft_min_temperature=args.soft_min_temperature,
         show_progress=not args.quiet,
+        partitioner=partitioner,
     )
     report["settings"].update(
         checkpoint=args.checkpoint, prm=args.prm or None, dtype=args.dtype, limit=args.limit
     )
+    if jax.process_index() != 0:  # multi-host: one process prints and writes
+        return report
     print(evaluation.format_table(report))
     if report["verify_errors"]:
         print(f"note: {report['verify_errors']} responses could not be verified and scored 0")

@@ -21,15 +21,12 @@ import sys
 
 
 def _mesh(text: str) -> tuple[int, int, int]:
-    sizes = {"data": 1, "fsdp": 1, "tensor": 1}
-    for part in filter(None, text.split(",")):
-        key, _, value = part.partition("=")
-        if key.strip() not in sizes or not value.strip().lstrip("-").isdigit():
-            raise argparse.ArgumentTypeError(f"--mesh {text!r}: expected e.g. data=1,fsdp=8,tensor=1.")
-        sizes[key.strip()] = int(value)
-    if any(v < 1 for v in sizes.values()):
-        raise argparse.ArgumentTypeError(f"--mesh {text!r}: every size must be >= 1.")
-    return sizes["data"], sizes["fsdp"], sizes["tensor"]
+    from purejax.sharding import parse_mesh  # imports jax, which only reads XLA_FLAGS on first use
+
+    try:
+        return parse_mesh(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--{error}") from None
 
 
 def main(argv=None):

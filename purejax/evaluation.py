@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from purejax import atomic
 from purejax import credit
+from purejax import sharding
 from purejax import steps as steps_lib
 from purejax.data import DEFAULT_PROMPT_TEMPLATE, Prompt, format_prompt
 from purejax.rewards import verifier
@@ -170,8 +171,23 @@ def _safe_verify(verify: VerifyFn, texts, truths) -> tuple[np.ndarray, int]:
         return scores, errors
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "micro_batch"))
-def _score_steps(
+@functools.partial(jax.jit, static_argnames=("graphdef", "micro_batch", "partitioner"))
+def _score_steps(graphdef, state, *arrays, micro_batch, partitioner=None):
+    """(step ends bool [B, T], PRM step rewards [B, T], aggregates [B, len(AGGREGATIONS)]) of one chunk.
+
+    arrays: prompt ids and mask, response tokens and mask, separator ids, the step token id and
+    the soft-min temperature. The PRM runs on `micro_batch` rows at a time (lax.map), bounding
+    its [rows, heads, S, S] attention; its parameters are an argument, never constants baked
+    into the program. With a partitioner it is traced under the mesh (the Decoder's sharding
+    constraints apply).
+    """
+    if partitioner is None:
+        return _score_steps_body(graphdef, state, *arrays, micro_batch=micro_batch)
+    with partitioner.active():
+        return _score_steps_body(graphdef, state, *arrays, micro_batch=micro_batch)
+
+
+def _score_steps_body(
     graphdef,
     state,
     prompt_ids,
@@ -184,20 +200,17 @@ def _score_steps(
     *,
     micro_batch,
 ):
-    """(step ends bool [B, T], PRM step rewards [B, T], aggregates [B, len(AGGREGATIONS)]) of one chunk.
-
-    The PRM runs on `micro_batch` rows at a time (lax.map), bounding its [rows, heads, S, S]
-    attention; its parameters are an argument, never constants baked into the program.
-    """
     end = jax.vmap(steps_lib.step_end_mask, (0, 0, None))(tokens, mask, separators)
     prm = nnx.merge(graphdef, state)
 
     def rewards(rows):
         return prm_step_rewards(lambda ids, m: prm(ids, m), *rows, step_token_id)
 
-    split = lambda x: x.reshape(-1, micro_batch, *x.shape[1:])
+    # Chunk c holds rows c, c + chunks, ...: with rows split over devices in contiguous
+    # blocks, every chunk draws from every device.
+    split = lambda x: x.reshape(micro_batch, -1, *x.shape[1:]).swapaxes(0, 1)
     r = jax.lax.map(rewards, tuple(split(x) for x in (prompt_ids, prompt_mask, tokens, mask, end)))
-    r = r.reshape(tokens.shape)
+    r = r.swapaxes(0, 1).reshape(tokens.shape)
     return end, r, jax.vmap(aggregate_step_rewards, (0, 0, None))(r, end, temperature)
 
 
@@ -220,6 +233,7 @@ def generate(
     verify: VerifyFn = verifier.verify_batch,
     desc: str = "eval",
     show_progress: bool = True,
+    partitioner=None,
 ) -> Generations:
     """Generates `n` responses per prompt, verifies them and (with `prm`) scores their steps.
 
@@ -230,7 +244,9 @@ def generate(
     2) sharing the policy's tokenizer, whose step token is `prm_step_token`; it
     scores `prm_batch_size` rows per forward pass (default: all `batch_size`),
     since a full forward over prompt + 3000 tokens holds [rows, heads, S, S]
-    attention scores.
+    attention scores. With a `purejax.sharding.Partitioner` the policy and the PRM are
+    sharded by their logical axes and every batch's rows over data x fsdp (which must divide
+    batch_size and prm_batch_size); results are gathered whole on every process.
     """
     if n < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError(
@@ -241,6 +257,14 @@ def generate(
         raise ValueError(
             f"generate: prm_batch_size={prm_batch_size} must divide batch_size={batch_size} (fixed shapes)."
         )
+    if partitioner is not None:
+        for name, rows in (("batch_size", batch_size), ("prm_batch_size", prm_batch_size)):
+            try:
+                partitioner.batch(rows)
+            except ValueError as error:
+                raise ValueError(f"generate: {name}={rows}: {error}") from None
+        model = _placed(model, partitioner)
+        prm = None if prm is None else _placed(prm, partitioner)
     pad_id = int(tokenizer.pad_token_id or 0)
     stops = stop_token_ids(tokenizer)
     lengths = _prompt_lengths(tokenizer, prompts, template)
@@ -275,27 +299,31 @@ def generate(
             temperature=float(temperature),
             eos_token_id=stops,
             pad_token_id=pad_id,
+            partitioner=partitioner,
         )
         extra = None
         if prm is not None:
+            rows = (ids, mask)
+            scalars = (separators, jnp.int32(step_token_id), jnp.float32(soft_min_temperature))
+            if partitioner is not None:
+                rows = partitioner.put(tuple(map(np.asarray, rows)), (partitioner.batch(),) * 2)
+                scalars = partitioner.put(tuple(map(np.asarray, scalars)), (partitioner.replicated(),) * 3)
             extra = _score_steps(
                 prm_graphdef,
                 prm_state,
-                ids,
-                mask,
+                *rows,
                 out.tokens,
                 out.mask,
-                separators,
-                step_token_id,
-                jnp.float32(soft_min_temperature),
+                *scalars,
                 micro_batch=prm_batch_size,
+                partitioner=partitioner,
             )
         return chunk[:real], out, extra
 
     def finish(job):
         nonlocal errors, done, hits
         chunk, out, extra = job
-        tokens, mask = np.asarray(out.tokens)[: len(chunk)], np.asarray(out.mask)[: len(chunk)]
+        tokens, mask = (x[: len(chunk)] for x in sharding.fetch((out.tokens, out.mask)))
         decoded = tokenizer.batch_decode([row[m] for row, m in zip(tokens, mask)], skip_special_tokens=True)
         ok, failed = _safe_verify(verify, decoded, [prompts[i].answer for i, _ in chunk])
         errors += failed
@@ -303,7 +331,7 @@ def generate(
             out_texts[i][j], correct[i, j] = decoded[b], ok[b]
             out_tokens[i][j] = tokens[b][mask[b]].tolist()
         if extra is not None:
-            end, r, agg = (np.asarray(x)[: len(chunk)] for x in extra)
+            end, r, agg = (x[: len(chunk)] for x in sharding.fetch(extra))
             for b, (i, j) in enumerate(chunk):
                 step_rewards[i][j] = r[b][end[b]].tolist()
                 scores[i, j] = agg[b]
@@ -326,6 +354,12 @@ def generate(
     finally:
         bar.close()
     return Generations(out_texts, out_tokens, correct, step_rewards, scores, errors)
+
+
+def _placed(model, partitioner):
+    """The model with its weights sharded by their logical axes, once for every call."""
+    graphdef, state = nnx.split(model)
+    return nnx.merge(graphdef, partitioner.put(state, partitioner.tree(state)))
 
 
 def _prompt_lengths(tokenizer, prompts, template) -> list[int]:
@@ -352,6 +386,7 @@ def evaluate(
     soft_min_temperature: float = SOFT_MIN_TEMPERATURE,
     verify: VerifyFn = verifier.verify_batch,
     show_progress: bool = True,
+    partitioner=None,
 ) -> dict:
     """Greedy pass@1 per benchmark, and with `n` > 0 Best-of-n (PRM aggregations if `prm` is given).
 
@@ -373,6 +408,7 @@ def evaluate(
         seed=seed,
         verify=verify,
         show_progress=show_progress,
+        partitioner=partitioner,
     )
     greedy = generate(model, tokenizer, prompts, n=1, temperature=0.0, desc="greedy", **common)
     report = {

@@ -89,13 +89,16 @@ def sample(
         pad_token_id,
     )
     graphdef, state = nnx.split(model)
-    prompt_ids, prompt_mask = jnp.asarray(prompt_ids, jnp.int32), jnp.asarray(prompt_mask).astype(bool)
-    if partitioner is not None:
-        # Committed inputs fix the jitted sampler's input shardings (a no-op when already placed).
-        state = jax.device_put(state, partitioner.tree(state))
-        rows = partitioner.batch(prompt_ids.shape[0])
-        prompt_ids, prompt_mask = jax.device_put((prompt_ids, prompt_mask), rows)
-        rng = jax.device_put(rng, partitioner.replicated())
+    if partitioner is None:
+        prompt_ids, prompt_mask = jnp.asarray(prompt_ids, jnp.int32), jnp.asarray(prompt_mask).astype(bool)
+    else:
+        # Committed global inputs fix the jitted sampler's input shardings, on one host or a pod
+        # (parameters already placed by their logical axes are used as they are).
+        state = partitioner.put(state, partitioner.tree(state))
+        rows = partitioner.batch(np.shape(prompt_ids)[0])
+        host = (np.asarray(prompt_ids, np.int32), np.asarray(prompt_mask).astype(bool))
+        prompt_ids, prompt_mask = partitioner.put(host, (rows, rows))
+        rng = partitioner.put(rng, partitioner.replicated())
     traced, static = _options(max_new_tokens, temperature, top_k, top_p, eos, pad_token_id)
     return _sample_jit(
         graphdef, state, prompt_ids, prompt_mask, rng, *traced, **static, partitioner=partitioner

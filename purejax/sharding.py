@@ -63,6 +63,17 @@ CACHE_K_AXES = ("batch", "kv_heads", "head_dim", "length")  # k [B, K, H, S]
 CACHE_V_AXES = ("batch", "kv_heads", "length", "head_dim")  # v [B, K, S, H]
 
 
+def parse_mesh(text: str) -> tuple[int, int, int]:
+    """'data=1,fsdp=8,tensor=1' (any subset, the others 1) -> (data, fsdp, tensor), or ValueError."""
+    sizes = {"data": 1, "fsdp": 1, "tensor": 1}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key.strip() not in sizes or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"mesh {text!r}: expected sizes >= 1 such as data=1,fsdp=8,tensor=1.")
+        sizes[key.strip()] = int(value)
+    return sizes["data"], sizes["fsdp"], sizes["tensor"]
+
+
 def mesh_shape(data: int, fsdp: int, tensor: int, num_devices: int) -> tuple[int, int, int]:
     """Resolves one -1 ("the rest of the devices") and checks the product equals `num_devices`."""
     sizes = {"data": int(data), "fsdp": int(fsdp), "tensor": int(tensor)}
