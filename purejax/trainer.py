@@ -11,6 +11,7 @@ checkpoint writes exactly the records an uninterrupted run writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -123,16 +124,16 @@ class Trainer:
             task.tokenizer, task.eval_prompts, template, int(r.max_prompt_len)
         )
         self.optimizer = train_step_lib.make_optimizer(config)
-        self.graphdef, state = train_step_lib.init_train_state(task.policy, self.optimizer)
-        # Every seed starts from the same policy; they differ in prompts, samples and rewards.
-        self.state = jax.tree.map(lambda x: jnp.stack([x] * len(self.seeds)), state)
         self.update_keys = jnp.stack([jax.random.PRNGKey(seed) for seed in self.seeds])
         self.partitioner = p = sharding.from_config(config)
         one_seed_sharding = None
-        if p is not None:
+        if p is None:
+            self.graphdef, state = train_step_lib.init_train_state(task.policy, self.optimizer)
+            # Every seed starts from the same policy; they differ in prompts, samples and rewards.
+            self.state = jax.tree.map(lambda x: jnp.stack([x] * len(self.seeds)), state)
+        else:
             _check_rows_split(p, config, int(r.prompts_per_step) * self.k)
-            one_seed_sharding = p.tree(state)
-            self.state = p.put(self.state, p.seed_stacked(one_seed_sharding))
+            self.graphdef, self.state, one_seed_sharding = self._sharded_state(task.policy, p)
             self.update_keys = p.put(self.update_keys, p.replicated())
         self.update = train_step_lib.make_train_step(
             config,
@@ -149,6 +150,26 @@ class Trainer:
         self.checkpoints = checkpoint_lib.Checkpointer(
             os.path.join(workdir, "checkpoints"), keep=int(config.logging.keep_checkpoints)
         )
+
+    def _sharded_state(self, policy, p):
+        """(graphdef, stacked TrainState, one seed's shardings), built shard by shard: a 7B
+        policy's reference copy and AdamW moments never exist whole on one device."""
+        graphdef, params = nnx.split(policy, nnx.Param)
+
+        def new_state(params):
+            params = jax.tree.map(jnp.copy, params)
+            ref_params = jax.tree.map(jnp.copy, params)
+            return train_step_lib.TrainState(
+                params, ref_params, self.optimizer.init(params), jnp.zeros((), jnp.int32)
+            )
+
+        one_seed = p.tree(jax.eval_shape(new_state, params))
+        stacked = p.seed_stacked(one_seed)
+        seeds = len(self.seeds)
+        build = jax.jit(
+            lambda q: jax.tree.map(lambda x: jnp.stack([x] * seeds), new_state(q)), out_shardings=stacked
+        )
+        return graphdef, build(p.put(params, one_seed.params)), one_seed
 
     # -------------------------------------------------------------- pieces
 
@@ -552,18 +573,25 @@ def build_task(config) -> Task:
 
     check_paths(config)
     dtype = jnp.dtype(config.policy.dtype)
-    policy = load_pretrained(config.policy.path, dtype=dtype)
+    partitioner = sharding.from_config(config)
+    # On a mesh, weights load into host memory and go to the devices shard by shard.
+    def on_host():
+        return jax.default_device(jax.devices("cpu")[0]) if partitioner else contextlib.nullcontext()
+
+    with on_host():
+        policy = load_pretrained(config.policy.path, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(config.policy.path)
     prm = None
     if any(spec.type == "prm" for spec in config.rewards.values()):
-        prm_model = load_pretrained(config.prm.path, dtype=jnp.dtype(config.prm.dtype))
+        with on_host():
+            prm_model = load_pretrained(config.prm.path, dtype=jnp.dtype(config.prm.dtype))
         step_ids = tokenizer(config.prm.step_token, add_special_tokens=False)["input_ids"]
         if len(step_ids) != 1:
             raise ValueError(
                 f"config.prm.step_token={config.prm.step_token!r} is {len(step_ids)} tokens; "
                 "it must be exactly one token of the policy's tokenizer."
             )
-        prm = scorer_for(prm_model, step_ids[0], sharding.from_config(config), int(config.prm.batch_size))
+        prm = scorer_for(prm_model, step_ids[0], partitioner, int(config.prm.batch_size))
     train_prompts = data_lib.load_train_prompts(config.data.train_path)
     eval_prompts = []
     for name, path in zip(config.data.eval_names, config.data.eval_paths):
