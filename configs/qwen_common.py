@@ -71,12 +71,12 @@ def paper_run(model: str, run: str, credit: str = "soft_min") -> ml_collections.
         c.rewards.prm = common.prm_reward()
     if run in ("vr", "prm_vr"):
         c.rewards.vr = common.vr_reward(baseline="rloo")
-    # Memory at 1024 + 7168 tokens (README, "Plans"; 49.8 GiB per device on 8 x H100): tensor
-    # parallelism over 2 devices, FSDP over the rest; per train pass 8 rows, gradients
-    # accumulated over 64 passes into the paper's one update; logits 1024 positions at a time;
-    # layers recomputed in the backward pass; 64 rows per sampler call and 8 per PRM call.
-    # On one device: --config.mesh.tensor=1.
-    c.mesh.update(data=1, fsdp=-1, tensor=2)
+    # Memory at 1024 + 7168 tokens (README, "Plans": 63.6 GiB per device on 8 devices; 37.3
+    # GiB with --config.mesh.fsdp=4 --config.mesh.tensor=2): FSDP over every device; per
+    # train pass 8 rows, gradients accumulated over 64 passes into the paper's one update;
+    # logits 1024 positions at a time; layers scanned and recomputed in the backward pass;
+    # 64 rows per sampler call and 8 per PRM call.
+    c.mesh.update(data=1, fsdp=-1, tensor=1)
     c.ppo.update(micro_batches=64, logit_chunk=1024, remat=True)
     c.rollout.sample_batch = 64
     c.prm.batch_size = 8

@@ -204,7 +204,7 @@ def _score_steps_body(
     prm = nnx.merge(graphdef, state)
 
     def rewards(rows):
-        return prm_step_rewards(lambda ids, m: prm(ids, m), *rows, step_token_id)
+        return prm_step_rewards(lambda ids, m: prm(ids, m, scan=True), *rows, step_token_id)
 
     # Chunk c holds rows c, c + chunks, ...: with rows split over devices in contiguous
     # blocks, every chunk draws from every device.

@@ -152,7 +152,7 @@ def plan(config, mesh_shape: tuple[int, int, int]):
         out["prm"] = _describe(prm_config, prm_dtype)
         out["prm_params_bytes"] = sharding.per_device_bytes(prm_params)
         score = partitioner.jit(
-            lambda params, ids, mask: nnx.merge(prm_graphdef, params)(ids, mask),
+            lambda params, ids, mask: nnx.merge(prm_graphdef, params)(ids, mask, scan=True),
             in_shardings=(partitioner.tree(prm_params), partitioner.batch(), partitioner.batch()),
             out_shardings=partitioner.batch(),
         )

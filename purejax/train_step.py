@@ -236,7 +236,9 @@ def make_train_step(
         chunks = s.minibatches * s.micro_batches
 
         def logp(mb):
-            return response_logp(graphdef, params, rest, mb, chunk=s.logit_chunk)
+            # remat also scans the layers here (no gradient: the recomputation never runs),
+            # so these forward passes keep one layer's activations at a time.
+            return response_logp(graphdef, params, rest, mb, remat=s.remat, chunk=s.logit_chunk)
 
         if chunks == 1:
             return logp(batch)

@@ -50,7 +50,8 @@ def scorer_for(model, step_token_id: int, partitioner=None, batch_size: int = 0)
     graphdef, params = nnx.split(model)
 
     def forward(params, ids, mask):
-        return nnx.merge(graphdef, params)(ids, mask)
+        # Layers scanned: a forward over thousands of tokens keeps one layer's activations.
+        return nnx.merge(graphdef, params)(ids, mask, scan=True)
 
     if partitioner is None:
         call = functools.partial(jax.jit(forward), params)
