@@ -74,8 +74,9 @@ FIELD_DOCS = {
     "ppo.kl_in": "reward (-beta kl per token, credited in sum form) or loss.",
     "ppo.loss_agg": "token-mean, seq-mean-token-mean, seq-mean-token-sum or seq-mean-token-sum-norm.",
     "ppo.ratio_guard": "Skip the update when the mean ratio exceeds this (0 = off; OpenRLHF uses 10).",
-    "ppo.remat": "Recompute each decoder layer's activations in the backward pass (nnx.remat): "
-    "less memory, ~1/3 more compute.",
+    "ppo.remat": "Run the layers as one lax.scan in every pass of the train step and recompute each "
+    "layer's activations in the backward pass: one layer's activations alive at a time, ~1/3 more "
+    "compute. Needed for long sequences (see the scale-out guide).",
     "eval.num_prompts": "Held-out prompts evaluated (0 = all).",
     "eval.batch_size": "Greedy evaluation batch size.",
     "eval.max_new_tokens": "Greedy evaluation length limit (the paper: 3000).",
