@@ -104,7 +104,7 @@ def test_results_findings_table_and_plot(tmp_path):
     assert shown == {"1.": True, "2.": True, "3.": True, "4.": False, "5.": True}
     text = (tmp_path / "results.md").read_text()
     assert "| sum | 2 | 44.0 ± 0.0 | 7.5 ± 2.5 |" in text
-    assert "NOT shown: 4. PRM-only (min) eventually drifts" in text
+    assert "NOT shown: 4. PRM-only min-form credit eventually drifts (drifted: none (min: 1.5 below" in text
     assert json.loads((tmp_path / "results.json").read_text())["findings"] == payload["findings"]
     assert os.path.getsize(tmp_path / "curves.png") > 10_000
 
