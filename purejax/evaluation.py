@@ -258,11 +258,9 @@ def generate(
             f"generate: prm_batch_size={prm_batch_size} must divide batch_size={batch_size} (fixed shapes)."
         )
     if partitioner is not None:
-        for name, rows in (("batch_size", batch_size), ("prm_batch_size", prm_batch_size)):
-            try:
-                partitioner.batch(rows)
-            except ValueError as error:
-                raise ValueError(f"generate: {name}={rows}: {error}") from None
+        partitioner.check_rows(
+            [("generate: batch_size", batch_size), ("generate: prm_batch_size", prm_batch_size)]
+        )
         model = _placed(model, partitioner)
         prm = None if prm is None else _placed(prm, partitioner)
     pad_id = int(tokenizer.pad_token_id or 0)
@@ -359,7 +357,7 @@ def generate(
 def _placed(model, partitioner):
     """The model with its weights sharded by their logical axes, once for every call."""
     graphdef, state = nnx.split(model)
-    return nnx.merge(graphdef, partitioner.put(state, partitioner.tree(state)))
+    return nnx.merge(graphdef, partitioner.place(state))
 
 
 def _prompt_lengths(tokenizer, prompts, template) -> list[int]:

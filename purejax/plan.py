@@ -87,15 +87,13 @@ def plan(config, mesh_shape: tuple[int, int, int]):
     micro_batch = rows // (int(config.ppo.minibatches) * int(config.ppo.micro_batches))
     sample_batch = int(config.rollout.sample_batch) or rows
     prm_batch = int(config.prm.batch_size) or rows
-    for field, value in (
-        ("ppo.micro_batches", micro_batch),
-        ("rollout.sample_batch", sample_batch),
-        ("prm.batch_size", prm_batch),
-    ):
-        try:
-            partitioner.batch(value)  # raises unless data x fsdp divides it
-        except ValueError as error:
-            raise ValueError(f"config.{field}: {value} rows per call: {error}") from None
+    partitioner.check_rows(
+        [
+            ("rows per train pass (rollout rows / ppo.minibatches / config.ppo.micro_batches)", micro_batch),
+            ("rows per sampler call (config.rollout.sample_batch)", sample_batch),
+            ("rows per PRM call (config.prm.batch_size)", prm_batch),
+        ]
+    )
     p, n = int(config.rollout.max_prompt_len), int(config.rollout.max_new_tokens)
 
     policy_config = archs.resolve(config.policy, "policy")

@@ -94,7 +94,7 @@ def sample(
     else:
         # Committed global inputs fix the jitted sampler's input shardings, on one host or a pod
         # (parameters already placed by their logical axes are used as they are).
-        state = partitioner.put(state, partitioner.tree(state))
+        state = partitioner.place(state)
         rows = partitioner.batch(np.shape(prompt_ids)[0])
         host = (np.asarray(prompt_ids, np.int32), np.asarray(prompt_mask).astype(bool))
         prompt_ids, prompt_mask = partitioner.put(host, (rows, rows))
@@ -302,6 +302,19 @@ def _argmax(x_bv):
     return index_b, best_b
 
 
+# The compile-time arguments of the jitted samplers: one compile per distinct combination.
+_STATIC_ARGNAMES = (
+    "graphdef",
+    "max_new_tokens",
+    "greedy",
+    "top_k",
+    "use_top_p",
+    "eos",
+    "pad_token_id",
+    "partitioner",
+)
+
+
 class _Carry(NamedTuple):
     step: jax.Array  # int32 scalar: index of the token about to be chosen
     cache: tuple  # per-layer LayerCache
@@ -312,18 +325,7 @@ class _Carry(NamedTuple):
     logp_bn: jax.Array
 
 
-@jax.jit(
-    static_argnames=(
-        "graphdef",
-        "max_new_tokens",
-        "greedy",
-        "top_k",
-        "use_top_p",
-        "eos",
-        "pad_token_id",
-        "partitioner",
-    )
-)
+@jax.jit(static_argnames=_STATIC_ARGNAMES)
 def _sample_jit(
     graphdef, state, prompt_ids_bp, prompt_mask_bp, rng, temperature, top_p, *, partitioner=None, **static
 ):
@@ -426,18 +428,7 @@ def _constrain_cache(cache):
     )
 
 
-@jax.jit(
-    static_argnames=(
-        "graphdef",
-        "max_new_tokens",
-        "greedy",
-        "top_k",
-        "use_top_p",
-        "eos",
-        "pad_token_id",
-        "partitioner",
-    )
-)
+@jax.jit(static_argnames=_STATIC_ARGNAMES)
 def _sample_seeds_jit(
     graphdef, params, prompt_ids, prompt_mask, rngs, temperature, top_p, *, partitioner=None, **static
 ):

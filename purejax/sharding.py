@@ -197,14 +197,20 @@ class Partitioner:
         RolloutBatch or a prompt batch. `num_rows` is checked against the data x fsdp size."""
         spec = self.spec(("batch",))
         if num_rows is not None:
-            ways = math.prod(self.mesh.shape[a] for a in _axes_of(spec))
-            if num_rows % ways:
-                raise ValueError(
-                    f"a batch of {num_rows} rows cannot be split over mesh data x fsdp = {ways} devices; "
-                    f"make rollout.prompts_per_step x rollout.samples_per_prompt (and eval.batch_size) "
-                    f"a multiple of {ways}, or change config.mesh."
-                )
+            self.check_rows([("a batch", num_rows)])
         return NamedSharding(self.mesh, spec)
+
+    def check_rows(self, calls: Sequence[tuple[str, int]]) -> None:
+        """One ValueError naming the setting if a call's rows cannot be split over data x fsdp.
+
+        calls: (what sets the row count, e.g. "config.rollout.sample_batch", rows per call)."""
+        ways = math.prod(self.mesh.shape[a] for a in _axes_of(self.spec(("batch",))))
+        for name, rows in calls:
+            if rows % ways:
+                raise ValueError(
+                    f"{name} = {rows} rows cannot be split over mesh data x fsdp = {ways} devices; "
+                    f"make it a multiple of {ways}, or change config.mesh."
+                )
 
     def kv_cache(self, cache) -> Any:
         """Shardings of a Decoder KV cache (tuple of LayerCache): rows over data x fsdp, KV heads over tensor."""
@@ -233,6 +239,10 @@ class Partitioner:
         )
 
     # ------------------------------------------------------------ host <-> global arrays
+
+    def place(self, tree: Any) -> Any:
+        """A tree of nnx Variables (a model's state, a TrainState) sharded by its logical axes."""
+        return self.put(tree, self.tree(tree))
 
     def put(self, tree: Any, shardings: Any) -> Any:
         """Global arrays from host values every process holds in full (numpy or local jax arrays).

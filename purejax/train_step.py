@@ -221,14 +221,6 @@ def make_train_step(
     s = PPOSettings.from_config(config)
     if partitioner is not None and state_sharding is None:
         raise ValueError("make_train_step: pass state_sharding=partitioner.tree(state) with a partitioner.")
-    param_sharding = None if partitioner is None else state_sharding.params  # of one seed
-
-    def like_params(grads):
-        """Gradients sharded as their parameters: left to itself, XLA may keep a float32
-        accumulator whole on every device (30 GB for 7.6B parameters) instead of split."""
-        if param_sharding is None:
-            return grads
-        return jax.tree.map(jax.lax.with_sharding_constraint, grads, param_sharding)
 
     def sequence_logp(params, batch):
         """[B, T] log-probs without gradients, `micro_batches` x `minibatches` row chunks at a time."""
@@ -292,7 +284,7 @@ def make_train_step(
         def micro(idx):
             mb, old, ref, a = _take_rows((batch, old_logp, ref_logp, adv), idx)
             (loss, aux), grads = grad_fn(params, mb, old, ref, a, *counts)
-            return loss, aux, like_params(grads)
+            return loss, aux, grads
 
         if s.micro_batches == 1:
             return micro(rows_idx)
@@ -303,10 +295,8 @@ def make_train_step(
             return jax.tree.map(jnp.add, total, part), None
 
         chunks = _strided_chunks(rows_idx, s.micro_batches)
-        loss, aux, grads = jax.tree.map(
-            lambda x: jnp.zeros(x.shape, jnp.float32), jax.eval_shape(micro, chunks[0])
-        )
-        total, _ = jax.lax.scan(accumulate, (loss, aux, like_params(grads)), chunks)
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), jax.eval_shape(micro, chunks[0]))
+        total, _ = jax.lax.scan(accumulate, zeros, chunks)
         return total
 
     def step(state: TrainState, batch: RolloutBatch, rng):

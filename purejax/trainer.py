@@ -132,7 +132,16 @@ class Trainer:
             # Every seed starts from the same policy; they differ in prompts, samples and rewards.
             self.state = jax.tree.map(lambda x: jnp.stack([x] * len(self.seeds)), state)
         else:
-            _check_rows_split(p, config, int(r.prompts_per_step) * self.k)
+            rows = int(r.prompts_per_step) * self.k
+            calls = [
+                ("config.rollout.sample_batch", int(r.sample_batch))
+                if int(r.sample_batch)
+                else ("config.rollout.prompts_per_step x samples_per_prompt", rows),
+                ("config.eval.batch_size", int(config.eval.batch_size)),
+            ]
+            if int(config.prm.batch_size):
+                calls.append(("config.prm.batch_size", int(config.prm.batch_size)))
+            p.check_rows(calls)  # fails at start-up, naming the setting
             self.graphdef, self.state, one_seed_sharding = self._sharded_state(task.policy, p)
             self.update_keys = p.put(self.update_keys, p.replicated())
         self.update = train_step_lib.make_train_step(
@@ -169,7 +178,7 @@ class Trainer:
         build = jax.jit(
             lambda q: jax.tree.map(lambda x: jnp.stack([x] * seeds), new_state(q)), out_shardings=stacked
         )
-        return graphdef, build(p.put(params, one_seed.params)), one_seed
+        return graphdef, build(p.place(params)), one_seed
 
     # -------------------------------------------------------------- pieces
 
@@ -496,21 +505,6 @@ class Trainer:
             {f"train/{k}": v for k, v in compose_lib.reward_metrics(composed, step_end_bt=step_end).items()}
         )
         return record
-
-
-def _check_rows_split(partitioner, config, rows: int) -> None:
-    """Fails at start-up, naming the field, if a call's rows cannot be split over data x fsdp."""
-    calls = [
-        ("rollout.sample_batch", int(config.rollout.sample_batch) or rows),
-        ("eval.batch_size", int(config.eval.batch_size)),
-    ]
-    if int(config.prm.batch_size):
-        calls.append(("prm.batch_size", int(config.prm.batch_size)))
-    for field, value in calls:
-        try:
-            partitioner.batch(value)
-        except ValueError as error:
-            raise ValueError(f"config.{field}: {value} rows per call: {error}") from None
 
 
 def _progress(summaries: list[dict]) -> dict:

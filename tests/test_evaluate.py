@@ -309,25 +309,13 @@ def test_sharded_evaluation_on_a_mesh_equals_one_device(run, ckpt):
     """experiments.evaluate --mesh data=2,fsdp=2,tensor=2 on 8 simulated CPU devices (a
     subprocess: jax fixes its device count at start-up): the same greedy and Best-of-N texts,
     correctness and picks as the one-device run, PRM step rewards within 1e-4."""
-    import subprocess
-    import sys
+    from tests._simulated import run_module
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = os.path.join(ckpt["root"], "results", "sharded.json")
     argv = ["--checkpoint", ckpt["policy"], "--prm", ckpt["prm"], "--n", str(N), "--limit", str(LIMIT)]
     argv += ["--max_new_tokens", str(NEW_TOKENS), "--batch_size", str(BATCH), "--dtype", "float32"]
     argv += ["--prm_batch_size", str(BATCH // 2), "--mesh", "data=2,fsdp=2,tensor=2", "--quiet", "--out", out]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.evaluate", *argv],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = run_module("experiments.evaluate", *argv, devices=8, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out, encoding="utf-8") as f:
         sharded = json.load(f)

@@ -28,20 +28,18 @@ import numpy as np
 import pytest
 
 from purejax.metrics_log import read_metrics
+from tests import _simulated as simulated
+from tests._simulated import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 
 def _launch(workdir, mesh, devices, then=None, process=None, port=0):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_XLA}"
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, "-m", "tests._mesh_trainer_worker", str(workdir), "--mesh", mesh]
     if then:
         command += ["--then", then]
     if process:
         command += ["--process", process, "--port", str(port)]
+    env = simulated.env(devices, fast=True)
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

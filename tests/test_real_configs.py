@@ -117,12 +117,11 @@ def test_a_paper_config_trains_on_tiny_hf_checkpoints_on_one_device_and_on_a_mes
     remat, sampler and PRM row chunks. Sharded over 8 simulated devices (mesh 1 x 2 x 4, a
     subprocess), every metric matches the one-device run."""
     import json
-    import subprocess
-    import sys
 
     from purejax import data
     from purejax.metrics_log import read_metrics
     from tests import _paper_run_worker as worker
+    from tests._simulated import run_module
     from tests._tiny_hf import build_tiny_tokenizer, save_tiny_hf
 
     questions = [p for p in data.load_train_prompts() if p.answer is not None][:6]
@@ -136,18 +135,8 @@ def test_a_paper_config_trains_on_tiny_hf_checkpoints_on_one_device_and_on_a_mes
     (tmp_path / "train.json").write_text(json.dumps(rows))
 
     worker.run(str(tmp_path), str(tmp_path / "one_device"))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests._paper_run_worker", str(tmp_path), str(tmp_path / "mesh")]
-        + ["--mesh", "1,2,4"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    proc = run_module(
+        "tests._paper_run_worker", str(tmp_path), str(tmp_path / "mesh"), "--mesh", "1,2,4", timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     want = read_metrics(str(tmp_path / "one_device" / "metrics.jsonl"))

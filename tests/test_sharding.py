@@ -19,7 +19,6 @@ Run just these: python -m pytest -k "shard or mesh" -q
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -28,20 +27,14 @@ import pytest
 
 from purejax import config as config_lib
 from purejax import sharding
+from tests import _simulated as simulated
+from tests._simulated import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Both sides of every comparison run in the subprocess with these flags; optimization level 0
-# cuts XLA:CPU compile time by ~40% (compiling, not running, is what these tests spend).
-XLA_FLAGS = (
-    "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
-    "--xla_llvm_disable_expensive_passes=true"
-)
 
 
 def _env():
-    env = dict(os.environ, XLA_FLAGS=XLA_FLAGS, JAX_PLATFORMS="cpu")
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    # Both sides of every comparison run in the subprocess with XLA:CPU's fast pipeline.
+    return simulated.env(8, fast=True)
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def scorer_for(model, step_token_id: int, partitioner=None, batch_size: int = 0)
     if partitioner is None:
         call = functools.partial(jax.jit(forward), params)
     else:
-        params = partitioner.put(params, partitioner.tree(params))
+        params = partitioner.place(params)
         sharded_forward = partitioner.jit(forward)
 
         def call(ids, mask):
