@@ -227,6 +227,78 @@ def test_chunked_argmax_equals_argmax_with_ties():
     np.testing.assert_array_equal(best, np.max(x, -1))
 
 
+def _total_variation_bound(probs, n):
+    """2x the expected total-variation distance of n draws' frequencies from probs."""
+    return 2 * 0.5 * np.sum(np.sqrt(2 * probs * (1 - probs) / (np.pi * n)))
+
+
+@pytest.mark.parametrize("vocab", [1000, 100])  # two levels with a padded last chunk; one level
+def test_inverse_cdf_draws_follow_the_weights_and_skip_zero_weights(vocab):
+    rng = np.random.default_rng(0)
+    weight = rng.exponential(size=vocab).astype(np.float32) ** 3
+    weight[:5] = 0.0  # leading zeros: a target of 0 must not pick them
+    weight[-3:] = 0.0  # trailing zeros: a target above the rounded sum must not pick them
+    if vocab > 256:
+        weight[128:256] = 0.0  # a whole empty chunk
+    n = 50_000
+    index, total = jax.jit(sampling._draw)(jnp.broadcast_to(jnp.asarray(weight), (n, vocab)), jax.random.key(0))
+    probs = weight.astype(np.float64) / weight.sum()
+    np.testing.assert_allclose(np.asarray(total), weight.sum(), rtol=1e-5)
+    freq = np.bincount(np.asarray(index), minlength=vocab) / n
+    assert np.all(freq[weight == 0] == 0)
+    assert 0.5 * np.abs(freq - probs).sum() < _total_variation_bound(probs, n)
+
+
+def test_inverse_cdf_with_one_positive_weight_always_draws_it():
+    weight = np.zeros((4, 700), np.float32)
+    for row, hot in enumerate([0, 127, 128, 699]):
+        weight[row, hot] = 1e-30
+    index, _ = sampling._draw(jnp.asarray(weight), jax.random.key(1))
+    np.testing.assert_array_equal(index, [0, 127, 128, 699])
+
+
+@pytest.mark.parametrize("top_p", [1e-6, 0.3, 0.9, 0.999])
+def test_bisected_nucleus_equals_the_sorted_definition(top_p):
+    """Keep token i iff the mass of the tokens sorted before it is < top_p (naive numpy sort in
+    float64); a token may differ only where that mass is within float32 rounding of the cut."""
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((32, 3000)) * rng.uniform(0.5, 4, (32, 1))
+    weight = np.exp(logits - logits.max(-1, keepdims=True)).astype(np.float32)
+    keep = np.asarray(jax.jit(sampling._nucleus)(jnp.asarray(weight), jnp.float32(top_p)))
+    for row, kept in zip(weight.astype(np.float64), keep):
+        order = np.argsort(-row, kind="stable")
+        before = np.cumsum(row[order]) - row[order]
+        expected, at_cut = np.zeros_like(kept), np.zeros_like(kept)
+        expected[order[before < top_p * row.sum()]] = True
+        at_cut[order[np.abs(before - top_p * row.sum()) <= 1e-5 * row.sum()]] = True
+        np.testing.assert_array_equal(kept[~at_cut], expected[~at_cut])
+        assert (kept != expected).sum() <= 1
+
+
+def test_top_p_sampling_frequencies_follow_the_truncated_softmax():
+    """_choose end to end on a 1000-token vocabulary: temperature, the bisected nucleus and
+    the two-level draw give the naive truncated softmax's frequencies and log-probs."""
+    rng = np.random.default_rng(2)
+    logits = (rng.standard_normal(1000) * 2).astype(np.float32)
+    n, temperature, top_p = 50_000, 0.8, 0.7
+    reference = _truncated_reference(logits[None], temperature, 0, top_p)[0]
+    token, logp = jax.jit(sampling._choose, static_argnames=("greedy", "top_k", "use_top_p"))(
+        jnp.broadcast_to(jnp.asarray(logits), (n, 1000)),
+        jax.random.key(3),
+        jnp.float32(temperature),
+        jnp.float32(top_p),
+        greedy=False,
+        top_k=0,
+        use_top_p=True,
+    )
+    token = np.asarray(token)
+    probs = np.exp(reference)
+    freq = np.bincount(token, minlength=1000) / n
+    assert np.all(np.isfinite(reference[token]))
+    np.testing.assert_allclose(np.asarray(logp), reference[token], atol=1e-5)
+    assert 0.5 * np.abs(freq - probs).sum() < _total_variation_bound(probs, n)
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
