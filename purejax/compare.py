@@ -182,6 +182,7 @@ def arm_results(workdir: str, arm: Arm, num_seeds: int, first_seed: int = 0, eva
                 else math.nan,
                 "length": _tail_mean(records, "train/rollout/length_mean"),
                 "process_reward": _tail_mean(records, "train/rollout/prm_min_mean"),
+                "reward_sum": _tail_mean(records, "train/rollout/process_reward_sum"),
                 "frac_1_step": _tail_mean(records, "train/rollout/frac_1_step"),
                 "rollout_accuracy": _tail_mean(records, "train/rollout/vr_accuracy"),
                 "first_alarm": _first_alarm(records),
@@ -196,6 +197,7 @@ def arm_results(workdir: str, arm: Arm, num_seeds: int, first_seed: int = 0, eva
         "steps_per_answer_start",
         "length",
         "process_reward",
+        "reward_sum",
         "frac_1_step",
         "rollout_accuracy",
     ):
@@ -343,11 +345,18 @@ def findings(results: dict[str, dict]) -> list[dict]:
         )
     if "min_step_mean" in results:
         r = results["min_step_mean"]
+        # step_mean subtracts the others' mean R / steps (R: summed transformed step rewards)
+        # at every step end: a step costs that much when it is positive, and earns it when it
+        # is negative (many wrong steps).
+        per_step = r.get("reward_sum", math.nan) / max(r["steps_per_answer"], 1.0)
+        sign = "costs" if per_step > 0 else "earns"
         add(
             "3. step_mean drives answers to a single step",
             r["frac_1_step"] >= 0.5,
             f"1-step answers {100 * r['frac_1_step']:.0f}% at the end; steps/answer "
-            f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}",
+            f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}; the baseline "
+            f"subtracted per step, mean R / steps, is about {per_step:+.2f}, so each extra step "
+            f"{sign} {abs(per_step):.2f}",
         )
     prm_only = [slug for slug in PRM_ONLY_MIN_FORM if slug in results]
     if prm_only:

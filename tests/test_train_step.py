@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import purejax as pj
@@ -235,3 +236,26 @@ def test_remat_keeps_one_layers_attention_temporaries_at_a_time():
     plain, remat, remat_shallow = temp_bytes(6, False), temp_bytes(6, True), temp_bytes(2, True)
     assert remat < 0.5 * plain, (remat, plain)
     assert remat < 1.5 * remat_shallow, (remat, remat_shallow)
+
+
+@pytest.mark.parametrize("schedule,warmup", [("cosine", 2), ("constant", 3)])
+def test_learning_rate_schedule_counts_rl_steps_not_optimizer_updates(schedule, warmup):
+    """With epochs x minibatches updates per RL step, update u uses the rate of RL step
+    u // (epochs x minibatches): a cosine decay over total_steps ends at the last RL step."""
+    config = _config(epochs=2, minibatches=4)
+    config.total_steps = 10
+    config.optim.update(schedule=schedule, warmup_steps=warmup, lr=1e-2, weight_decay=0.0)
+    optimizer = ts.make_optimizer(config)
+    params = {"w": jnp.zeros(())}
+    opt_state = optimizer.init(params)
+    rates = []
+    for _ in range(10 * 8):  # a constant unit gradient: each Adam update is -lr (m / sqrt(v) = 1)
+        updates, opt_state = optimizer.update({"w": jnp.ones(())}, opt_state, params)
+        rates.append(-float(updates["w"]))
+    if schedule == "cosine":
+        rl_step_rate = optax.warmup_cosine_decay_schedule(0.0, 1e-2, warmup, 10)
+    else:
+        rl_step_rate = lambda step: 1e-2 * min(step / warmup, 1.0)
+    expected = [float(rl_step_rate(u // 8)) for u in range(80)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-5, atol=1e-9)
+    assert rates[-1] > 1e-5  # still learning in the last RL step
