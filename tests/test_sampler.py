@@ -241,7 +241,8 @@ def test_inverse_cdf_draws_follow_the_weights_and_skip_zero_weights(vocab):
     if vocab > 256:
         weight[128:256] = 0.0  # a whole empty chunk
     n = 50_000
-    index, total = jax.jit(sampling._draw)(jnp.broadcast_to(jnp.asarray(weight), (n, vocab)), jax.random.key(0))
+    rows = jnp.broadcast_to(jnp.asarray(weight), (n, vocab))
+    index, total = jax.jit(sampling._draw)(rows, jax.random.key(0))
     probs = weight.astype(np.float64) / weight.sum()
     np.testing.assert_allclose(np.asarray(total), weight.sum(), rtol=1e-5)
     freq = np.bincount(np.asarray(index), minlength=vocab) / n
@@ -255,6 +256,17 @@ def test_inverse_cdf_with_one_positive_weight_always_draws_it():
         weight[row, hot] = 1e-30
     index, _ = sampling._draw(jnp.asarray(weight), jax.random.key(1))
     np.testing.assert_array_equal(index, [0, 127, 128, 699])
+
+
+@pytest.mark.parametrize("top_k,top_p", [(0, 1.0), (0, 0.9), (5, 1.0), (0, 0.0)])
+def test_nan_logits_still_give_token_ids_inside_the_vocabulary(top_k, top_p):
+    """A broken model's NaN logits must not produce an id from the draw's padding (1000 -> 1024)."""
+    logits = jnp.full((3, 1000), jnp.nan).at[1, :500].set(0.0)
+    token, _ = sampling._choose(
+        logits, jax.random.key(0), jnp.float32(1.0), jnp.float32(top_p), greedy=top_p == 0.0,
+        top_k=top_k, use_top_p=0.0 < top_p < 1.0,
+    )
+    assert np.all((np.asarray(token) >= 0) & (np.asarray(token) < 1000))
 
 
 @pytest.mark.parametrize("top_p", [1e-6, 0.3, 0.9, 0.999])
