@@ -92,7 +92,8 @@ def attend(q_btnh: jax.Array, k_bkhs: jax.Array, v_bksh: jax.Array, mask_bts: ja
     products read them in place with the slot axis s where it is needed: minor for q.k
     (vectorised along s), second-minor for p.v (vectorised along h). For a single query
     (decoding) the products are written as multiply-and-reduce, which XLA fuses into one pass
-    over the cache; a [g, h] x [h, s] batched matmul per (b, k) is slower for such tiny g.
+    over the cache (on CPU, q.k as unrolled multiply-adds: `_decode_scores_cpu`); a
+    [g, h] x [h, s] batched matmul per (b, k) is slower for such tiny g.
     """
     b, t, n, h = q_btnh.shape
     k = k_bkhs.shape[1]
