@@ -247,11 +247,13 @@ def test_learning_rate_schedule_counts_rl_steps_not_optimizer_updates(schedule, 
     config.optim.update(schedule=schedule, warmup_steps=warmup, lr=1e-2, weight_decay=0.0)
     optimizer = ts.make_optimizer(config)
     params = {"w": jnp.zeros(())}
-    opt_state = optimizer.init(params)
-    rates = []
-    for _ in range(10 * 8):  # a constant unit gradient: each Adam update is -lr (m / sqrt(v) = 1)
+
+    def update(opt_state, _):  # a constant unit gradient: each Adam update is -lr (m / sqrt(v) = 1)
         updates, opt_state = optimizer.update({"w": jnp.ones(())}, opt_state, params)
-        rates.append(-float(updates["w"]))
+        return opt_state, -updates["w"]
+
+    _, rates = jax.lax.scan(update, optimizer.init(params), length=10 * 8)
+    rates = np.asarray(rates)
     if schedule == "cosine":
         rl_step_rate = optax.warmup_cosine_decay_schedule(0.0, 1e-2, warmup, 10)
     else:
