@@ -54,6 +54,18 @@ def _best_time(fn, repeats: int) -> float:
     return best
 
 
+def _interleaved_best(ours, theirs, repeats: int):
+    """([best time of ours, of theirs], [their last outputs]), the two run alternately so that
+    load from other processes hits both sides alike."""
+    times, outputs = [float("inf")] * 2, [None, None]
+    for _ in range(repeats):
+        for i, fn in enumerate((ours, theirs)):
+            t0 = time.perf_counter()
+            outputs[i] = fn()
+            times[i] = min(times[i], time.perf_counter() - t0)
+    return times, outputs
+
+
 def measure_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
     matmul = jax.jit(lambda x: x @ x)
@@ -187,15 +199,7 @@ def main():
             max_new_tokens=2,
             pad_token_id=0,
         )
-    # Interleaved runs, best of each: load from other processes hits both sides alike.
-    ours, best = float("inf"), float("inf")
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        out = run_purejax()
-        ours = min(ours, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        hf_tokens = run_hf()
-        best = min(best, time.perf_counter() - t0)
+    (ours, best), (out, hf_tokens) = _interleaved_best(run_purejax, run_hf, args.repeats)
     compile_s = max(first_call - ours, 0.0)
     ours_tps, hf_tps = b * n / ours, b * n / best
     print(
@@ -215,15 +219,10 @@ def main():
 
     # RL rollouts sample (PURE: temperature 1, no top-k / top-p), which costs a draw from a
     # 32k-way distribution per token on top of the greedy path's work.
-    run_purejax(1.0)
-    ours_sampled, hf_sampled = float("inf"), float("inf")
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        run_purejax(1.0)
-        ours_sampled = min(ours_sampled, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        run_hf(1.0)
-        hf_sampled = min(hf_sampled, time.perf_counter() - t0)
+    run_purejax(1.0)  # compile the sampled program
+    (ours_sampled, hf_sampled), _ = _interleaved_best(
+        lambda: run_purejax(1.0), lambda: run_hf(1.0), args.repeats
+    )
     sampled_tps, hf_sampled_tps = b * n / ours_sampled, b * n / hf_sampled
     print(
         f"sampled at temperature 1: purejax {sampled_tps:,.0f} new tokens/s, transformers "

@@ -348,15 +348,18 @@ def findings(results: dict[str, dict]) -> list[dict]:
         # step_mean subtracts the others' mean R / steps (R: summed transformed step rewards)
         # at every step end: a step costs that much when it is positive, and earns it when it
         # is negative (many wrong steps).
-        per_step = r.get("reward_sum", math.nan) / max(r["steps_per_answer"], 1.0)
-        sign = "costs" if per_step > 0 else "earns"
+        per_step = r["reward_sum"] / max(r["steps_per_answer"], 1.0)
+        why = (
+            f"; the baseline subtracted per step, mean R / steps, is about {per_step:+.2f}, so each "
+            f"extra step {'costs' if per_step > 0 else 'earns'} {abs(per_step):.2f}"
+            if math.isfinite(per_step)
+            else ""
+        )
         add(
             "3. step_mean drives answers to a single step",
             r["frac_1_step"] >= 0.5,
             f"1-step answers {100 * r['frac_1_step']:.0f}% at the end; steps/answer "
-            f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}; the baseline "
-            f"subtracted per step, mean R / steps, is about {per_step:+.2f}, so each extra step "
-            f"{sign} {abs(per_step):.2f}",
+            f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}{why}",
         )
     prm_only = [slug for slug in PRM_ONLY_MIN_FORM if slug in results]
     if prm_only:

@@ -23,10 +23,15 @@ def _config(**ppo_overrides):
     return config
 
 
-def _policy(seed=0):
+def _policy(seed=0, num_layers=2):
     return init_model(
         DecoderConfig(
-            vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_layers=num_layers,
+            num_heads=4,
+            num_kv_heads=2,
         ),
         seed=seed,
     )
@@ -207,16 +212,7 @@ def test_remat_keeps_one_layers_attention_temporaries_at_a_time():
 
     def temp_bytes(num_layers, remat):
         config = _config(remat=remat)
-        model = init_model(
-            DecoderConfig(
-                vocab_size=VOCAB,
-                hidden_size=32,
-                intermediate_size=64,
-                num_layers=num_layers,
-                num_heads=4,
-                num_kv_heads=2,
-            )
-        )
+        model = _policy(num_layers=num_layers)
         optimizer = ts.make_optimizer(config)
         graphdef, state = ts.init_train_state(model, optimizer)
         b, t = 8, 256
