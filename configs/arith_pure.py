@@ -18,7 +18,13 @@ def get_config():
     c.rewards.vr = common.vr_reward(baseline="rloo", fraction=0.1)
     # Cosine decay to 0 over the 100 steps instead of the paper's constant rate: the run is
     # judged at its end, and at a constant rate it drifts after its early gains (200 steps:
-    # 0.534 at step 100, 0.476 at 200). Measured, seeds 0-2: final 0.542 / 0.536 / 0.544.
-    # The credit comparison keeps the constant rate (configs/compare_credit.py).
+    # 0.534 at step 100, 0.476 at 200). Measured with 8 samples per prompt, seeds 0-2: final
+    # 0.542 / 0.536 / 0.544. The credit comparison keeps the constant rate and 8 samples
+    # (configs/compare_credit.py).
     c.optim.schedule = "cosine"
+    # 16 samples per prompt instead of the paper's 8: a larger group gives each prompt a
+    # better RLOO baseline and more chances of a correct sample. Measured, seeds 0-2 (1024
+    # held-out problems): +10.2 / +9.7 / +9.8 points, against +9.3 / +8.7 / +9.5 with 8
+    # samples; 16 samples x 8 prompts (the same rollout size as 8 x 16) gave +8.2 / +6.7.
+    c.rollout.samples_per_prompt = 16
     return common.finish(c)
