@@ -6,9 +6,9 @@ The base is the main job (configs/arith_pure.py): same policy, PRM, task and
 optimiser, except two of the paper's settings the main job changes: a constant
 learning rate (the main job decays it to 0 over its 100 steps, which would also
 damp the late reward hacking this sweep looks for) and 8 samples per prompt (the
-main job's 16 would double the sweep's time). Each arm of `purejax.compare.ARMS` edits only the credit mode, the
-soft-min temperature, the baseline and the reward sources, so the arms differ
-in credit assignment alone.
+main job's 16 would double the sweep's time). Each arm of `purejax.compare.ARMS`
+edits only the credit mode, the soft-min temperature, the baseline and the
+reward sources, so the arms differ in credit assignment alone.
 """
 
 from configs import arith_pure, common

@@ -139,10 +139,14 @@ def plan(config, mesh_shape: tuple[int, int, int]):
     start = time.perf_counter()
     programs = {"train": _memory(step.lower(state, batch, rng), start)}
 
-    # ---- PRM scoring forward
+    # ---- PRM scoring forward (none on the devices for the host-side scripted PRM)
+    from purejax.tasks import scripted_prm
+
     has_prm = any(spec.type == "prm" for spec in config.rewards.values())
     out["prm_params_bytes"] = 0
-    if has_prm:
+    if has_prm and config.prm.path == scripted_prm.PATH:
+        out["prm"] = f"{scripted_prm.PATH} (runs on the host: no device memory)"
+    elif has_prm:
         prm_config = archs.resolve(config.prm, "prm", head="classifier")
         prm_dtype = jnp.dtype(config.prm.dtype)
         prm_graphdef, prm_params = _abstract_model(prm_config, prm_dtype)

@@ -215,6 +215,23 @@ def test_plan_on_a_tiny_mesh_prints_the_json_plan():
     assert plan["fits_h100_80gb"] and plan["fits_tpu_v5p_95gb"]
 
 
+def test_plan_of_the_main_job_has_no_device_program_for_the_scripted_prm():
+    """The scripted PRM runs on the host: the plan compiles train and sample only."""
+    import os
+
+    from purejax import plan as plan_lib
+
+    config = config_lib.load(
+        os.path.join(ROOT, "configs", "arith_pure.py"),
+        ["config.policy.arch=tiny", "config.rollout.prompts_per_step=2"],
+    )
+    result = plan_lib.plan(config, (1, 1, 1))
+    assert result["prm"].startswith("builtin:scripted (runs on the host")
+    assert result["prm_params_bytes"] == 0 and "prm_temp_bytes" not in result
+    assert result["train_temp_bytes"] > 0 and result["sample_temp_bytes"] > 0
+    assert "PRM:    builtin:scripted" in plan_lib.table(result)
+
+
 def test_remat_for_sharded_runs_gives_the_same_loss_and_gradients():
     """ppo.remat recomputes layer activations in the backward pass; the numbers do not change."""
     import numpy as np

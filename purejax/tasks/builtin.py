@@ -22,6 +22,7 @@ import numpy as np
 
 from purejax.data import Prompt
 from purejax.tasks import arith
+from purejax.tasks import scripted_prm
 from purejax.tasks.scripted_prm import ScriptedPRM
 from purejax.tasks.tokenizer import build_tokenizer
 from purejax.tasks.warmstart import load_sft_config, model_config, warm_start
@@ -124,13 +125,13 @@ def build_task(config, show_progress: bool = True):
     train_problems = arith.make_problems("train", TRAIN_PROBLEMS, seed=int(config.seed), spec=spec)
     prm = None
     if any(source.type == "prm" for source in config.rewards.values()):
-        if config.prm.path == "builtin:scripted":
+        if config.prm.path == scripted_prm.PATH:
             prm = ScriptedStepRewards(tokenizer, train_problems, seed=int(config.seed))
         elif config.prm.path == "builtin:arith_learned" or not config.prm.path.startswith("builtin:"):
             prm = learned_prm_scorer(config.prm.path, tokenizer, config)
         else:
             raise ValueError(
-                f"config.prm.path={config.prm.path!r}: the builtin task's PRM is 'builtin:scripted', "
+                f"config.prm.path={config.prm.path!r}: the builtin task's PRM is {scripted_prm.PATH!r}, "
                 f"'builtin:arith_learned' or a local PRM directory."
             )
     train = [Prompt(f"arith/train/{i}", p.question, p.truth) for i, p in enumerate(train_problems)]

@@ -65,6 +65,10 @@ from purejax.tasks import arith
 
 _NOISE_SALT = zlib.crc32(b"scripted_prm/noise")
 
+# config.prm.path naming this PRM. It runs on the host, so a run using it has no PRM model
+# on the devices.
+PATH = "builtin:scripted"
+
 
 @dataclasses.dataclass(frozen=True)
 class ScriptedPRMScores:
