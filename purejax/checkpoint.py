@@ -26,7 +26,10 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=False, create=True
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        # Handlers named up front, so a fresh manager can read a checkpoint's metadata before
+        # anything is restored through it (`restore` checks shapes first).
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -46,6 +49,15 @@ class Checkpointer:
         if step is None:
             return None
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        # Compared before restoring: orbax would fail midway through reading the arrays and
+        # leave pending reads behind, and its error names a TensorStore path, not the leaf.
+        mismatch = _first_mismatch(self._manager.item_metadata(step)["state"].tree, abstract)
+        if mismatch:
+            raise ValueError(
+                f"checkpoint {self.directory}/{step} does not match this run's state ({mismatch}). "
+                "It was written by a different model or config: use a fresh --workdir, or restore "
+                "with the config that wrote it."
+            )
         try:
             restored = self._manager.restore(
                 step,
@@ -63,3 +75,37 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _leaves_by_path(tree) -> dict[str, Any]:
+    """{'params/layers/0/w': leaf}: paths as names, whether the tree holds dicts, NamedTuples
+    or nnx.State (orbax stores them all as nested dicts)."""
+
+    def name(entry) -> str:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                return str(getattr(entry, attr))
+        return str(entry)
+
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {"/".join(name(entry) for entry in path): leaf for path, leaf in flat}
+
+
+def _first_mismatch(stored_tree, abstract) -> str:
+    """'' if the stored arrays have the paths, shapes and dtypes of `abstract`; else the first
+    difference, naming the leaf."""
+    stored, expected = _leaves_by_path(stored_tree), _leaves_by_path(abstract)
+    for path in expected:
+        if path not in stored:
+            return f"it has no array {path!r}"
+    for path in stored:
+        if path not in expected:
+            return f"it has an array {path!r} this run's state does not"
+    for path, want in expected.items():
+        got = stored[path]
+        if tuple(got.shape) != tuple(want.shape) or jax.numpy.dtype(got.dtype) != jax.numpy.dtype(want.dtype):
+            return (
+                f"{path!r} is {jax.numpy.dtype(got.dtype).name}{list(got.shape)} in the checkpoint, "
+                f"{jax.numpy.dtype(want.dtype).name}{list(want.shape)} in this run"
+            )
+    return ""

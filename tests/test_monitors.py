@@ -128,7 +128,19 @@ def test_checkpointer_ignores_a_half_written_checkpoint(tmp_path):
 
 
 def test_checkpointer_refuses_a_mismatched_state(tmp_path):
+    """The error names the first leaf that differs, before orbax reads any array."""
     ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))
     ckpt.save(1, _state(1.0), {"step": 1})
-    with pytest.raises(ValueError, match="does not match this run's state"):
-        ckpt.restore({"params": {"w": jnp.zeros((4, 2))}, "step": jnp.array(0, jnp.int32)})
+    ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))  # as a resumed run opens it
+    step = jnp.array(0, jnp.int32)
+    stored = r"'params/w' is float32\[3, 2\] in the checkpoint, "
+    with pytest.raises(ValueError, match=stored + r"float32\[4, 2\] in this run"):
+        ckpt.restore({"params": {"w": jnp.zeros((4, 2))}, "step": step})
+    with pytest.raises(ValueError, match=stored + r"bfloat16\[3, 2\] in this run"):
+        ckpt.restore({"params": {"w": jnp.zeros((3, 2), jnp.bfloat16)}, "step": step})
+    with pytest.raises(ValueError, match="does not match this run's state \\(it has no array 'params/b'\\)"):
+        ckpt.restore({"params": {"w": jnp.zeros((3, 2)), "b": jnp.zeros(2)}, "step": step})
+    with pytest.raises(ValueError, match="it has an array 'step' this run's state does not"):
+        ckpt.restore({"params": {"w": jnp.zeros((3, 2))}})
+    state, _ = ckpt.restore(_state(0.0))  # the matching state still restores
+    np.testing.assert_array_equal(state["params"]["w"], np.full((3, 2), 1.0))

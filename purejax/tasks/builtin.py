@@ -21,8 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejax.data import Prompt
-from purejax.tasks import arith
-from purejax.tasks import scripted_prm
+from purejax.tasks import arith, scripted_prm
 from purejax.tasks.scripted_prm import ScriptedPRM
 from purejax.tasks.tokenizer import build_tokenizer
 from purejax.tasks.warmstart import load_sft_config, model_config, warm_start
