@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -53,11 +54,7 @@ class Checkpointer:
         # leave pending reads behind, and its error names a TensorStore path, not the leaf.
         mismatch = _first_mismatch(self._manager.item_metadata(step)["state"].tree, abstract)
         if mismatch:
-            raise ValueError(
-                f"checkpoint {self.directory}/{step} does not match this run's state ({mismatch}). "
-                "It was written by a different model or config: use a fresh --workdir, or restore "
-                "with the config that wrote it."
-            )
+            raise self._mismatch_error(step, mismatch)
         try:
             restored = self._manager.restore(
                 step,
@@ -66,29 +63,25 @@ class Checkpointer:
                 ),
             )
         except (ValueError, KeyError) as error:
-            raise ValueError(
-                f"checkpoint {self.directory}/{step} does not match this run's state ({error}). "
-                "It was written by a different model or config: use a fresh --workdir, or restore "
-                "with the config that wrote it."
-            ) from error
+            raise self._mismatch_error(step, error) from error
         return restored.state, dict(restored.meta)
 
     def close(self) -> None:
         self._manager.close()
 
+    def _mismatch_error(self, step: int, detail) -> ValueError:
+        return ValueError(
+            f"checkpoint {self.directory}/{step} does not match this run's state ({detail}). "
+            "It was written by a different model or config: use a fresh --workdir, or restore "
+            "with the config that wrote it."
+        )
+
 
 def _leaves_by_path(tree) -> dict[str, Any]:
-    """{'params/layers/0/w': leaf}: paths as names, whether the tree holds dicts, NamedTuples
-    or nnx.State (orbax stores them all as nested dicts)."""
-
-    def name(entry) -> str:
-        for attr in ("key", "name", "idx"):
-            if hasattr(entry, attr):
-                return str(getattr(entry, attr))
-        return str(entry)
-
+    """{'params/layers/0/w': leaf}, for dicts, NamedTuples and nnx.State alike (orbax stores
+    them all as nested dicts)."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {"/".join(name(entry) for entry in path): leaf for path, leaf in flat}
+    return {jax.tree_util.keystr(path, simple=True, separator="/"): leaf for path, leaf in flat}
 
 
 def _first_mismatch(stored_tree, abstract) -> str:
@@ -103,9 +96,7 @@ def _first_mismatch(stored_tree, abstract) -> str:
             return f"it has an array {path!r} this run's state does not"
     for path, want in expected.items():
         got = stored[path]
-        if tuple(got.shape) != tuple(want.shape) or jax.numpy.dtype(got.dtype) != jax.numpy.dtype(want.dtype):
-            return (
-                f"{path!r} is {jax.numpy.dtype(got.dtype).name}{list(got.shape)} in the checkpoint, "
-                f"{jax.numpy.dtype(want.dtype).name}{list(want.shape)} in this run"
-            )
+        got_type, want_type = (f"{np.dtype(x.dtype).name}{list(x.shape)}" for x in (got, want))
+        if got_type != want_type:
+            return f"{path!r} is {got_type} in the checkpoint, {want_type} in this run"
     return ""

@@ -12,9 +12,10 @@ shapes do not retrace; temperature and top_p are traced values and can change fr
 Cache layout: per layer keys [B, K, H, S] and values [B, K, S, H], S = P + max_new_tokens - 1
 slots rounded up to a multiple of 8 (the last sampled token is never fed back). Slot P + i
 holds the token sampled at step i. Each decode step writes one slot with dynamic_update_slice,
-which XLA performs in place on the while-loop carry, and attention reads the cache in place (no transpose, no
-copy; see `purejax.models.decoder.attend`). The prefill computes the LM head only at each
-row's last prompt token, and its final layer runs attention output and MLP only there.
+which XLA performs in place on the while-loop carry, and attention reads the cache in place
+(no transpose, no copy; see `purejax.models.decoder.attend`). The prefill computes the LM
+head only at each row's last prompt token, and its final layer runs attention output and MLP
+only there.
 
 Sampling draws by inverse CDF with two uniforms per row (`_draw`), and top-p finds its cut by
 bisection (`_nucleus`): neither makes B x V random numbers nor sorts the vocabulary, which on
