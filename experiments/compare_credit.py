@@ -40,7 +40,9 @@ def main(argv=None):
         base = config_lib.load(args.config, [item[2:] for item in rest])
     except config_lib.ConfigError as error:
         sys.exit(f"error: {error}")
-    from purejax import compare
+    from purejax import compare, xla_cache
+
+    xla_cache.enable()
 
     try:
         arms = compare.select_arms(args.arms)

@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
     import jax.numpy as jnp
     from transformers import AutoTokenizer
 
-    from purejax import data, evaluation
+    from purejax import data, evaluation, xla_cache
     from purejax.model_paths import require_checkpoint_dir
     from purejax.models import load_pretrained
 
@@ -109,6 +109,7 @@ def main(argv=None) -> dict:
             partitioner = sharding.Partitioner(sharding.make_mesh(*args.mesh))
         except ValueError as error:
             sys.exit(f"error: --mesh: {error}")
+    xla_cache.enable()
     dtype = jnp.dtype(args.dtype)
     model = load_pretrained(args.checkpoint, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoint)

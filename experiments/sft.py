@@ -14,6 +14,7 @@ import json
 import os
 import time
 
+from purejax import xla_cache
 from purejax.tasks import warmstart
 
 DEFAULT_CONFIG = os.path.join(
@@ -37,6 +38,7 @@ def main(argv=None):
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     config = warmstart.load_sft_config(args.config, args.set)
+    xla_cache.enable()
     start = time.perf_counter()
     result = warmstart.warm_start(config, progress=not args.no_progress, force=args.force)
     wall = time.perf_counter() - start

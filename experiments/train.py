@@ -37,10 +37,12 @@ def main(argv=None):
         config = config_lib.load(args.config, overrides)
     except config_lib.ConfigError as error:
         sys.exit(f"error: {error}")
-    from purejax import distributed, trainer  # after validation: a bad config fails before JAX starts
+    # After validation: a bad config fails before JAX starts.
+    from purejax import distributed, trainer, xla_cache
 
     # Multi-host: join the other processes before any JAX computation (no-op for one process).
     distributed.initialize(config)
+    xla_cache.enable()
     trainer.main(config, args.workdir, show_progress=not args.quiet)
 
 

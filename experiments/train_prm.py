@@ -34,12 +34,13 @@ def main(argv=None):
         parser.error(
             f"unrecognised argument {bad[0]!r}; overrides look like --config.stages.stage1_head.lr=1e-4"
         )
-    from purejax import prm_training
+    from purejax import prm_training, xla_cache
 
     try:
         config = prm_training.load_config(args.config, [item[2:] for item in rest])
     except ValueError as error:
         sys.exit(f"error: {error}")
+    xla_cache.enable()
     out = os.path.join(args.workdir, "prm")
     start = time.perf_counter()
     metrics = prm_training.train(config, out, progress=not args.quiet)
