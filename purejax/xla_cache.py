@@ -15,6 +15,7 @@ XLA flags, the jax version and the devices.
 from __future__ import annotations
 
 import os
+import warnings
 
 # Cache programs that take at least this long to compile (JAX's default, 1 s, skips the
 # miniature's programs, which compile in 0.1-1 s each but add up to tens of seconds).
@@ -31,7 +32,8 @@ def default_dir() -> str:
 def enable(cache_dir: str = "") -> str | None:
     """Turns the persistent cache on at `cache_dir` (default `default_dir()`); returns the directory.
 
-    Returns the directory in use, or None when the user turned the cache off.
+    Returns the directory in use, or None when the cache is off: turned off by the user, or
+    the directory cannot be written (a warning says so; the run goes on without it).
     """
     import jax
 
@@ -40,6 +42,19 @@ def enable(cache_dir: str = "") -> str | None:
     if jax.config.jax_compilation_cache_dir:  # JAX_COMPILATION_CACHE_DIR, or set by the caller
         return jax.config.jax_compilation_cache_dir
     cache_dir = cache_dir or default_dir()
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        writable = os.access(cache_dir, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        # Otherwise JAX warns at every compile; one warning, and the run goes on uncached.
+        warnings.warn(
+            f"XLA compilation cache off: cannot write {cache_dir}. Set PUREJAX_CACHE (or "
+            "JAX_COMPILATION_CACHE_DIR) to a writable directory to keep compiled programs.",
+            stacklevel=2,
+        )
+        return None
     jax.config.update("jax_compilation_cache_dir", cache_dir)
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)

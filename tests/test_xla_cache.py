@@ -27,13 +27,15 @@ print(json.dumps({"dir": where, "value": float(jax.jit(lambda x: jnp.sin(x) @ x.
 """
 
 
-def _run(env_updates: dict) -> dict:
+def _run(env_updates: dict, with_stderr: bool = False):
+    """The program's report in a fresh process (none of this session's JAX_ settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, **env_updates)
     out = subprocess.run(
         [sys.executable, "-c", _PROGRAM], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    return (report, out.stderr) if with_stderr else report
 
 
 def test_a_second_process_loads_the_first_ones_executable_from_the_purejax_cache(tmp_path):
@@ -52,6 +54,15 @@ def test_jax_settings_win_over_the_purejax_default(tmp_path):
     off = _run({"PUREJAX_CACHE": str(tmp_path), "JAX_ENABLE_COMPILATION_CACHE": "false"})
     assert off["dir"] is None and not off["hit"]
     assert not os.path.exists(tmp_path / "xla")
+
+
+def test_an_unwritable_cache_directory_warns_once_and_the_run_goes_on(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    report, stderr = _run({"PUREJAX_CACHE": str(blocker)}, with_stderr=True)
+    assert report["dir"] is None and not report["hit"]
+    assert stderr.count("XLA compilation cache off: cannot write") == 1
+    assert "PUREJAX_CACHE" in stderr
 
 
 def test_in_this_session_enable_keeps_the_suites_cache():
