@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import warnings
 
-# Cache programs that take at least this long to compile (JAX's default, 1 s, skips the
-# miniature's programs, which compile in 0.1-1 s each but add up to tens of seconds).
+# Cache programs that take at least this long to compile. JAX's default, 1 s, would skip
+# most of the miniature's programs and of the test suite's, which compile in 0.1-1 s each.
 MIN_COMPILE_SECONDS = 0.1
 
 
