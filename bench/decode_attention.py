@@ -7,38 +7,30 @@ every decode step, written or not. The alternative timed here is flash-decoding:
 over only the blocks that hold tokens, with an online softmax, so a step early in a long
 generation reads a fraction of the cache. Both run on the same random cache (grouped-query:
 2 KV heads, 2 query heads per KV head, head dim 64, float32) with the first L slots written,
-for L a quarter, half and all of the cache, and print milliseconds and the ratio. The
-outputs are checked to agree. Measured on a 2-core CPU (README "Status"): the blocked loop
-wins for a few rows and a mostly empty cache (16 rows x 8192 slots, a quarter written: 2.9x)
-and loses as the cache fills or grows (each block of the [B, K, H, S] cache is a strided
-read), so the sampler keeps the full read. Run it on an accelerator to see whether a switch
-pays there. The last line is one JSON object.
+for L a quarter, half and all of the cache, alternately (best of --repeats each), and print
+milliseconds and the ratio. The outputs are checked to agree. Measured on a 2-core CPU
+(README "Status"): the blocked loop wins for a few rows and a mostly empty cache (16 rows x
+8192 slots, a quarter written: 2.9x) and loses as the cache fills or grows (each block of the
+[B, K, H, S] cache is a strided read), so the sampler keeps the full read. Run it on an
+accelerator to see whether a switch pays there. The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejax.models import decoder
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from bench._timing import interleaved_best  # noqa: E402
+from purejax.models import decoder  # noqa: E402
 
 KV_HEADS, GROUP, HEAD_DIM = 2, 2, 64
-
-
-def _time(fn, *args, repeats: int) -> float:
-    """Best wall time of fn(*args) in seconds, after a compile-and-warm-up call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def full_read(batch: int, slots: int):
@@ -100,14 +92,17 @@ def main():
     full = full_read(b, s)
     rows, results = [], {}
     for written in (s // 4, s // 2, s):
-        base = _time(full, q, k, v, written, repeats=args.repeats)
-        want = full(q, k, v, written)
+        want = full(q, k, v, written)  # also compiles the full read
         for block in args.blocks:
             blocked = blocked_read(block)
             diff = float(jnp.abs(blocked(q, k, v, written) - want).max())
             if diff > 1e-4:
                 raise SystemExit(f"blocked attention (block {block}) differs from the full read by {diff}")
-            t = _time(blocked, q, k, v, written, repeats=args.repeats)
+            (base, t), _ = interleaved_best(
+                lambda: jax.block_until_ready(full(q, k, v, written)),
+                lambda: jax.block_until_ready(blocked(q, k, v, written)),
+                args.repeats,
+            )
             rows.append((written, block, base, t))
             results[f"written_{written}_block_{block}"] = dict(
                 full_ms=round(base * 1e3, 3),

@@ -40,37 +40,17 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import purejax.models as pm  # noqa: E402
+from bench._timing import best_time, interleaved_best  # noqa: E402
 from purejax import sampling  # noqa: E402
 
 VOCAB, D, F, LAYERS, HEADS, KV_HEADS = 32000, 256, 1024, 4, 4, 2
-
-
-def _best_time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _interleaved_best(ours, theirs, repeats: int):
-    """([best time of ours, of theirs], [their last outputs]), the two run alternately so that
-    load from other processes hits both sides alike."""
-    times, outputs = [float("inf")] * 2, [None, None]
-    for _ in range(repeats):
-        for i, fn in enumerate((ours, theirs)):
-            t0 = time.perf_counter()
-            outputs[i] = fn()
-            times[i] = min(times[i], time.perf_counter() - t0)
-    return times, outputs
 
 
 def measure_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
     matmul = jax.jit(lambda x: x @ x)
     matmul(a).block_until_ready()
-    return 2 * n**3 / _best_time(lambda: matmul(a).block_until_ready(), repeats)
+    return 2 * n**3 / best_time(lambda: matmul(a).block_until_ready(), repeats)
 
 
 def measure_copy_bandwidth(mbytes: int = 256, repeats: int = 5) -> float:
@@ -199,7 +179,7 @@ def main():
             max_new_tokens=2,
             pad_token_id=0,
         )
-    (ours, best), (out, hf_tokens) = _interleaved_best(run_purejax, run_hf, args.repeats)
+    (ours, best), (out, hf_tokens) = interleaved_best(run_purejax, run_hf, args.repeats)
     compile_s = max(first_call - ours, 0.0)
     ours_tps, hf_tps = b * n / ours, b * n / best
     print(
@@ -220,7 +200,7 @@ def main():
     # RL rollouts sample (PURE: temperature 1, no top-k / top-p), which costs a draw from a
     # 32k-way distribution per token on top of the greedy path's work.
     run_purejax(1.0)  # compile the sampled program
-    (ours_sampled, hf_sampled), _ = _interleaved_best(
+    (ours_sampled, hf_sampled), _ = interleaved_best(
         lambda: run_purejax(1.0), lambda: run_hf(1.0), args.repeats
     )
     sampled_tps, hf_sampled_tps = b * n / ours_sampled, b * n / hf_sampled
