@@ -16,4 +16,5 @@ def get_config():
     c = arith_pure.get_config()
     with c.unlocked():
         c.prm.path = "builtin:arith_learned"
+        c.rewards.prm = common.prm_reward()  # the model-backed PRM source, in place of the scripted one
     return common.finish(c)

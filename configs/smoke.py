@@ -24,6 +24,6 @@ def get_config():
     c.checkpoint_every = 2
     c.logging.sample_every = 2
     c.logging.keep_checkpoints = 2
-    c.rewards.prm = common.prm_reward()
+    c.rewards.prm = arith_common.scripted_prm_reward()
     c.rewards.vr = common.vr_reward(baseline="rloo", fraction=0.5)
     return common.finish(c)

@@ -40,7 +40,7 @@ def main(argv=None):
         base = config_lib.load(args.config, [item[2:] for item in rest])
     except config_lib.ConfigError as error:
         sys.exit(f"error: {error}")
-    from purejax import compare, xla_cache
+    from purejax import compare, tasks, xla_cache
 
     xla_cache.enable()
 
@@ -50,7 +50,9 @@ def main(argv=None):
         sys.exit(f"error: {error}")
     walls = None
     if not args.report_only:
-        walls = compare.run_sweep(base, arms, args.seeds, args.workdir, show_progress=not args.quiet)
+        walls = compare.run_sweep(
+            base, arms, args.seeds, args.workdir, tasks.build_task, show_progress=not args.quiet
+        )
     compare.write_report(
         args.workdir, arms, args.seeds, int(base.seed), walls, eval_count=int(base.eval.num_prompts)
     )

@@ -38,12 +38,19 @@ def main(argv=None):
     except config_lib.ConfigError as error:
         sys.exit(f"error: {error}")
     # After validation: a bad config fails before JAX starts.
-    from purejax import distributed, trainer, xla_cache
+    import jax
+
+    from purejax import distributed, report, tasks, trainer, xla_cache
 
     # Multi-host: join the other processes before any JAX computation (no-op for one process).
     distributed.initialize(config)
     xla_cache.enable()
-    trainer.main(config, args.workdir, show_progress=not args.quiet)
+    task = tasks.build_task(config, show_progress=not args.quiet)
+    run = trainer.Trainer(config, task, args.workdir, show_progress=not args.quiet)
+    run.run()
+    if jax.process_index() == 0:
+        for run_dir in run.run_dirs:
+            print(report.summarize(run_dir))
 
 
 if __name__ == "__main__":

@@ -35,15 +35,17 @@ def main(argv=None):
             f"unrecognised argument {bad[0]!r}; overrides look like --config.stages.stage1_head.lr=1e-4"
         )
     from purejax import prm_training, xla_cache
+    from purejax.tasks import arith_prm
 
     try:
-        config = prm_training.load_config(args.config, [item[2:] for item in rest])
+        config = arith_prm.load_config(args.config, [item[2:] for item in rest])
     except ValueError as error:
         sys.exit(f"error: {error}")
     xla_cache.enable()
     out = os.path.join(args.workdir, "prm")
     start = time.perf_counter()
-    metrics = prm_training.train(config, out, progress=not args.quiet)
+    model_path, data = arith_prm.resolve(config)  # the miniature's names; (None, None) otherwise
+    metrics = prm_training.train(config, out, progress=not args.quiet, model_path=model_path, data=data)
     wall = time.perf_counter() - start
     print(f"PRM written to {out} ({wall:.1f} s; data {metrics['data_seconds']:.1f} s)")
     print(
@@ -60,11 +62,10 @@ def main(argv=None):
         wall_seconds=round(wall, 1),
         **{k: metrics["heldout"][k] for k in ("step_accuracy", "recall_good", "recall_bad", "process_f1")},
     )
-    if config.data.format == "builtin:arith":
-        from purejax.tasks import arith, arith_prm, builtin
-        from purejax.tasks.warmstart import load_sft_config, spec_from_config
+    if config.data.format == arith_prm.FORMAT:
+        from purejax.tasks import arith, warmstart
 
-        spec = spec_from_config(load_sft_config(builtin.SFT_CONFIG))
+        spec = warmstart.spec_from_config(warmstart.load_sft_config(warmstart.SFT_CONFIG))
         probes = arith_prm.probe_scores(out, arith.make_problems("heldout", 128, seed=1, spec=spec))
         print(
             "probe (128 held-out problems)   probed step: learned  scripted | worst step: learned  scripted"

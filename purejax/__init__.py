@@ -47,7 +47,7 @@ from purejax.reductions import (
     masked_var,
     masked_whiten,
 )
-from purejax.steps import separator_ids, step_end_mask, step_ids
+from purejax.steps import separator_ids, step_end_mask, step_end_mask_bt, step_ids
 
 # Models, sampling, rewards and data: the rest of the public API.
 from purejax.data import Prompt, format_prompt, load_benchmark, load_train_prompts

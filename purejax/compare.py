@@ -24,6 +24,8 @@ import numpy as np
 from purejax import atomic
 from purejax import config as config_lib
 from purejax import report
+from purejax import trainer as trainer_lib
+from purejax import metrics_log
 from purejax.metrics_log import read_metrics
 
 
@@ -35,8 +37,9 @@ class Arm:
 
 
 def _prm_only(c):
+    """Keeps the base config's process reward sources (its PRM, learned or scripted) only."""
     c.rewards = config_lib.ml_collections.ConfigDict(
-        {"prm": config_lib.reward_source("prm", applies_to="all", level="step", baseline="shared")}
+        {name: spec for name, spec in c.rewards.items() if spec.level == "step"}
     )
 
 
@@ -112,17 +115,15 @@ def arm_config(base, arm: Arm, num_seeds: int):
 
 
 def seed_dirs(workdir: str, arm: Arm, num_seeds: int, first_seed: int) -> list[str]:
-    arm_dir = os.path.join(workdir, arm.slug)
-    if num_seeds == 1:
-        return [arm_dir]
-    return [os.path.join(arm_dir, f"seed_{first_seed + s}") for s in range(num_seeds)]
+    return metrics_log.seed_dirs(os.path.join(workdir, arm.slug), range(first_seed, first_seed + num_seeds))
 
 
-def run_sweep(base, arms: Sequence[Arm], num_seeds: int, workdir: str, show_progress=True) -> dict:
-    """Trains every arm (resuming unfinished ones); returns {arm slug: wall seconds of this call}."""
-    from purejax import trainer as trainer_lib
+def run_sweep(base, arms: Sequence[Arm], num_seeds: int, workdir: str, build_task, show_progress=True) -> dict:
+    """Trains every arm (resuming unfinished ones); returns {arm slug: wall seconds of this call}.
 
-    task = trainer_lib.build_task(arm_config(base, arms[0], num_seeds))
+    `build_task(config)` gives the task the arms share (`purejax.tasks.build_task`).
+    """
+    task = build_task(arm_config(base, arms[0], num_seeds))
     walls = {}
     for i, arm in enumerate(arms):
         config = arm_config(base, arm, num_seeds)

@@ -62,7 +62,6 @@ LEVELS = ("step", "sequence")
 REWARD_BASELINES = ("shared", "rloo")
 SCHEDULES = ("constant", "cosine")
 KL_IN = ("reward", "loss")
-REWARD_COMMON_KEYS = ("type", "weight", "applies_to", "fraction", "level", "baseline")
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -185,9 +184,7 @@ def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A0
             allowed=sorted(SOURCE_TYPES),
             got=type,
         )
-    source = SOURCE_TYPES[type]
-    entry = dict(type=type, weight=1.0, applies_to="all", fraction=1.0, level=source.level, baseline="shared")
-    entry.update(source.params)
+    entry = SOURCE_TYPES[type].defaults()
     for key in values:
         if key not in entry:
             _fail(f"rewards.<{type}>.{key}", "unknown key", allowed=sorted(entry), got=key)
@@ -372,8 +369,7 @@ def _validate_rewards(rewards) -> None:
                 f"{base}.type", f"unknown reward source type {kind!r}", allowed=sorted(SOURCE_TYPES), got=kind
             )
         source = SOURCE_TYPES[kind]
-        expected = dict(type="", weight=1.0, applies_to="", fraction=1.0, level="", baseline="")
-        expected.update(source.params)
+        expected = source.defaults()
         _check_keys(f"{base}.", entry, list(expected))
         for key, default in expected.items():
             _check_type(f"{base}.{key}", entry[key], default)
@@ -389,24 +385,10 @@ def _validate_rewards(rewards) -> None:
                 allowed=["shared"],
                 got=entry["baseline"],
             )
-        if kind == "verifiable" and entry["applies_to"] != "with_answer":
-            _fail(
-                f"{base}.applies_to",
-                "the verifier needs a ground truth",
-                allowed=["with_answer"],
-                got=entry["applies_to"],
-            )
-        if source.check is not None:
-            problem = source.check({k: entry[k] for k in source.params})
+        if source.check is not None:  # the rules specific to this source type
+            problem = source.check(entry)
             if problem is not None:
                 _fail(f"{base}.{problem[0]}", problem[1])
-        if kind == "noise":
-            inner = SOURCE_TYPES[entry["inner"]]
-            inner_params = _items(entry["inner_params"])
-            for key, value in inner_params.items():
-                if key not in inner.params:
-                    _fail(f"{base}.inner_params.{key}", "unknown key", allowed=list(inner.params), got=key)
-                _check_type(f"{base}.inner_params.{key}", value, inner.params[key])
 
 
 def _validate_cross(values) -> None:

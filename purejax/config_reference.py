@@ -23,11 +23,11 @@ FIELD_DOCS = {
     "total_steps": "RL steps (one rollout batch and one update each).",
     "checkpoint_every": "Steps between orbax checkpoints (one is always written at the end).",
     "eval_every": "Steps between greedy evaluations (also at step 0 and at the end).",
-    "policy.path": "Local HF directory of the policy (config.json, safetensors, tokenizer), or a `builtin:` task.",
+    "policy.path": "Local HF directory of the policy (config.json, safetensors, tokenizer), or a built-in task's name (purejax.tasks).",
     "policy.dtype": "Parameter and compute dtype of the policy: float32, bfloat16 or float16.",
     "policy.arch": "Architecture without weights for experiments.plan: a name of purejax.models.archs.ARCH_TABLE "
     "(\"\" = config.json in policy.path, or the table entry of its checkpoint name).",
-    "prm.path": "Local HF directory of the PRM (a ...ForTokenClassification), or `builtin:scripted`.",
+    "prm.path": "Local HF directory of the PRM (a ...ForTokenClassification), or a built-in PRM's name (purejax.tasks); read only when a reward source needs the 'prm' scorer.",
     "prm.step_token": "The PRM's step token; every step-end token is replaced by it (PURE_SPEC §2).",
     "prm.dtype": "Parameter and compute dtype of the PRM.",
     "prm.arch": "Like policy.arch, for the PRM (a token classifier with 2 labels).",
@@ -139,7 +139,10 @@ def markdown() -> str:
         "| source type | kind | level | parameters (defaults) | what it scores |",
         "|---|---|---|---|---|",
     ]
-    for name, source in sorted(SOURCE_TYPES.items()):
+    # The library's own sources; a task's (e.g. `scripted_prm`) are documented with the task, and
+    # whether its module was imported must not change this table.
+    own = sorted((n, s) for n, s in SOURCE_TYPES.items() if s.fn.__module__.startswith("purejax.rewards"))
+    for name, source in own:
         params = ", ".join(f"{k}={v!r}" for k, v in source.params.items()).replace("|", "\\|") or "-"
         lines.append(f"| `{name}` | {source.kind} | {source.level} | {params} | {source.doc} |")
     return "\n".join(lines)

@@ -53,8 +53,9 @@ from purejax.data import DEFAULT_PROMPT_TEMPLATE, Prompt, format_prompt
 from purejax.rewards import verifier
 from purejax.rewards.answers import extract_answer
 from purejax.rewards.prm import prm_step_rewards
+from purejax.rollout import decode
 from purejax.sampling import sample, stop_token_ids
-from purejax.trainer import encode_prompts
+from purejax.task import encode_prompts, step_token_id
 
 AGGREGATIONS = ("min", "soft_min", "last", "sum")
 MAX_NEW_TOKENS = 3000  # the paper's evaluation limit
@@ -78,18 +79,23 @@ def aggregate_step_rewards(r_t, step_end_t, temperature=SOFT_MIN_TEMPERATURE) ->
 
     Returns:
       [min, soft_min, last, sum] of the step rewards; -inf for all four when the
-      response has no step end (never picked over one that has).
+      response has no step end (never picked over one that has). min, soft_min and sum
+      are G_0 of `purejax.credit`'s returns: the value each credit mode gives the response.
     """
-    r_t = jnp.asarray(r_t, jnp.float32)
     end_t = jnp.asarray(step_end_t).astype(bool)
-    any_end = jnp.any(end_t)
-    worst = jnp.min(jnp.where(end_t, r_t, jnp.inf))
-    soft = jnp.sum(credit.soft_min_rewards(r_t, end_t, temperature))
+    r_t = jnp.where(end_t, jnp.asarray(r_t, jnp.float32), 0.0)
     last_index = jnp.max(jnp.where(end_t, jnp.arange(r_t.shape[0]), -1))
-    last = r_t[jnp.maximum(last_index, 0)]
-    total = jnp.sum(jnp.where(end_t, r_t, 0.0))
-    scores = jnp.stack([worst, soft, last, total])
-    return jnp.where(any_end, scores, -jnp.inf)
+    # Every token up to the last step end counts as valid, so the returns see every step.
+    valid_t = jnp.arange(r_t.shape[0]) <= last_index
+    scores = jnp.stack(
+        [
+            credit.min_form_returns(r_t, end_t, valid_t)[0],
+            credit.soft_min_returns(r_t, end_t, valid_t, temperature)[0],
+            r_t[jnp.maximum(last_index, 0)],
+            credit.sum_form_returns(r_t, valid_t)[0],
+        ]
+    )
+    return jnp.where(jnp.any(end_t), scores, -jnp.inf)
 
 
 def best_of_n_accuracy(scores_pna, correct_pn) -> dict[str, float]:
@@ -144,13 +150,7 @@ def prm_step_token_id(prm_model, tokenizer, step_token: str = "\n") -> int:
             f"tokenizer has {len(tokenizer)} tokens; the PRM must share the policy's vocabulary "
             "(PURE-PRM-7B and the Qwen2.5 models do)."
         )
-    step_ids = tokenizer(step_token, add_special_tokens=False)["input_ids"]
-    if len(step_ids) != 1:
-        raise ValueError(
-            f"prm: step_token={step_token!r} is {len(step_ids)} tokens of this tokenizer; "
-            "it must be exactly one token (the PRM's '\\n')."
-        )
-    return int(step_ids[0])
+    return step_token_id(tokenizer, step_token)
 
 
 def _bucket(length: int) -> int:
@@ -322,7 +322,7 @@ def generate(
         nonlocal errors, done, hits
         chunk, out, extra = job
         tokens, mask = (x[: len(chunk)] for x in sharding.fetch((out.tokens, out.mask)))
-        decoded = tokenizer.batch_decode([row[m] for row, m in zip(tokens, mask)], skip_special_tokens=True)
+        decoded = decode(tokenizer, tokens, mask)
         ok, failed = _safe_verify(verify, decoded, [prompts[i].answer for i, _ in chunk])
         errors += failed
         for b, (i, j) in enumerate(chunk):

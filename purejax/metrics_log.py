@@ -1,4 +1,5 @@
-"""metrics.jsonl (one whole JSON object per step), TensorBoard and optional W&B.
+"""What a run writes besides checkpoints: metrics.jsonl (one whole JSON object per step),
+TensorBoard, optional W&B, sample responses, and where each seed's files go.
 
 Lines are written whole and fsynced, so a crash never leaves a torn record that
 a reader would choke on; on resume, records after the restored step (written
@@ -91,6 +92,21 @@ class MetricsWriter:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def seed_dirs(workdir: str, seeds) -> list[str]:
+    """Each seed's output directory: `workdir` for one seed, else workdir/seed_<seed>."""
+    seeds = list(seeds)
+    return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed_{seed}") for seed in seeds]
+
+
+def write_samples(run_dir: str, step: int, rows: list[dict]) -> None:
+    """run_dir/samples/step_<step>.jsonl, written atomically by process 0 only."""
+    if jax.process_index() != 0:  # multi-host: one process writes
+        return
+    path = os.path.join(run_dir, "samples", f"step_{step:06d}.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 class NullWriter:

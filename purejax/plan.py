@@ -31,6 +31,7 @@ from purejax import sharding
 from purejax import train_step as ts
 from purejax.models import archs
 from purejax.models.decoder import init_model
+from purejax.rewards.sources import model_scorers_needed
 
 GiB = 1024**3
 DEVICES = {"h100_80gb": 80e9, "tpu_v5p_95gb": 95e9}  # HBM per chip (decimal GB, as sold)
@@ -139,14 +140,12 @@ def plan(config, mesh_shape: tuple[int, int, int]):
     start = time.perf_counter()
     programs = {"train": _memory(step.lower(state, batch, rng), start)}
 
-    # ---- PRM scoring forward (none on the devices for the host-side scripted PRM)
-    from purejax.tasks import scripted_prm
-
-    has_prm = any(spec.type == "prm" for spec in config.rewards.values())
+    # ---- PRM scoring forward (none on the devices when no reward source is model-backed)
+    has_prm = "prm" in model_scorers_needed(config.rewards)
     out["prm_params_bytes"] = 0
-    if has_prm and config.prm.path == scripted_prm.PATH:
-        out["prm"] = f"{scripted_prm.PATH} (runs on the host: no device memory)"
-    elif has_prm:
+    if not has_prm:
+        out["prm"] = "none on the devices (no model-backed reward source)"
+    else:
         prm_config = archs.resolve(config.prm, "prm", head="classifier")
         prm_dtype = jnp.dtype(config.prm.dtype)
         prm_graphdef, prm_params = _abstract_model(prm_config, prm_dtype)

@@ -40,6 +40,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from purejax import atomic
+from purejax.task import step_token_id
 
 IGNORE = -100  # label of positions without a step label (TRL / torch CrossEntropyLoss convention)
 LAYOUTS = ("policy", "trl")
@@ -188,17 +189,6 @@ def load_prm800k(path: str, neutral_is_positive: bool = False) -> list[dict]:
 # ---------------------------------------------------------------- tokenisation
 
 
-def step_token_id(tokenizer, step_token: str) -> int:
-    """The id of the PRM's step token; it must be exactly one token (PRMScorer reads one position)."""
-    ids = tokenizer(step_token, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise ValueError(
-            f"prm.step_token={step_token!r} is {len(ids)} tokens of this tokenizer; it must be exactly "
-            f"one token (PURE uses '\\n')."
-        )
-    return ids[0]
-
-
 def _tokenize(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     return tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
 
@@ -206,8 +196,7 @@ def _tokenize(tokenizer, texts: Sequence[str]) -> list[list[int]]:
 def _policy_responses(records, tokenizer, step_token: str, separator: str, eos: int):
     """(prompt ids, response ids, step-end positions) per record, the PRMScorer way."""
     from purejax.rewards.prm import prm_inputs
-    from purejax.rewards.sources import step_end_mask_bt
-    from purejax.steps import separator_ids
+    from purejax.steps import separator_ids, step_end_mask_bt
 
     prompts = _tokenize(tokenizer, [r["prompt"] for r in records])
     responses = [

@@ -21,10 +21,10 @@ moments for it; frozen parameters are passed through bit for bit.
 
 Starting points (`model.path`): a local HF directory holding a causal LM (its
 body is kept, a fresh head added, as transformers does for
-AutoModelForTokenClassification) or a token classifier (trained further), or
-`builtin:arith` (the arithmetic miniature's warm-start policy). `model.init =
-'random'` re-initialises every weight (training from scratch with the same
-architecture and tokenizer).
+AutoModelForTokenClassification) or a token classifier (trained further). A task
+(purejax.tasks.arith_prm) may resolve other names to a directory and pass it as
+`train(..., model_path=)`. `model.init = 'random'` re-initialises every weight
+(training from scratch with the same architecture and tokenizer).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from purejax.prm_data import IGNORE, PRMBatch
 TRAINABLE = ("head", "all")
 HEAD_PARAMS = ("score_dc", "score_bias_c")  # the classifier head of purejax.models.Decoder
 MARKER = "prm_training.json"
+DATA_FORMATS = ("trl", "prm800k")  # files this module reads; tasks may supply records of their own
 
 
 # ---------------------------------------------------------------- loss
@@ -188,18 +189,14 @@ def step_metrics(p_pos: np.ndarray, labels: np.ndarray, kinds: Sequence[str] | N
 # ---------------------------------------------------------------- models
 
 
-def load_start_model(config) -> tuple[Any, Any]:
-    """(classifier Decoder, tokenizer) to start training from (see the module docstring)."""
+def load_start_model(config, path: str | None = None) -> tuple[Any, Any]:
+    """(classifier Decoder, tokenizer) to start training from: `path`, else config.model.path."""
     from transformers import AutoTokenizer
 
     from purejax.models import init_model, load_config, load_pretrained
 
-    path = config.model.path
-    if path == "builtin:arith":
-        from purejax.tasks import builtin
-
-        path = builtin.arith_warm_start_path(show_progress=True)
-    elif not os.path.isdir(path):
+    path = path or config.model.path
+    if not os.path.isdir(path):
         raise FileNotFoundError(
             f"config.model.path={path!r} is not a local directory. Download the base model (config.json, "
             f"*.safetensors, tokenizer files) on a machine with internet access, e.g. "
@@ -240,7 +237,7 @@ def classifier_from_lm(lm, seed: int = 0):
 # ---------------------------------------------------------------- config
 
 
-def check_config(config) -> None:
+def check_config(config, formats: Sequence[str] = DATA_FORMATS) -> None:
     """Raises ValueError naming the first invalid field of a PRM training config."""
 
     def need(ok, field, message):
@@ -265,9 +262,9 @@ def check_config(config) -> None:
         f"must be 'policy' or 'trl', got {config.data.layout!r}",
     )
     need(
-        config.data.format in ("trl", "prm800k", "builtin:arith"),
+        config.data.format in formats,
         "data.format",
-        f"must be 'trl', 'prm800k' or 'builtin:arith', got {config.data.format!r}",
+        f"must be one of {tuple(formats)}, got {config.data.format!r}",
     )
     need(len(config.stages) >= 1, "stages", "needs at least one stage, e.g. {'head': ...}")
     for name, stage in config.stages.items():
@@ -286,11 +283,13 @@ def check_config(config) -> None:
         )
 
 
-def load_config(source: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+def load_config(
+    source: str, overrides: Sequence[str] = (), formats: Sequence[str] = DATA_FORMATS
+) -> ml_collections.ConfigDict:
     """get_config() of a PRM config file with 'a.b=value' overrides applied, checked and locked."""
     from purejax import config as config_lib
 
-    return config_lib.load(source, overrides, check=check_config)
+    return config_lib.load(source, overrides, check=lambda c: check_config(c, formats))
 
 
 # ---------------------------------------------------------------- data
@@ -301,10 +300,6 @@ def load_data(config, tokenizer) -> tuple[list[dict], list[dict]]:
     from purejax import prm_data
 
     d = config.data
-    if d.format == "builtin:arith":
-        from purejax.tasks import arith_prm
-
-        return arith_prm.train_and_heldout_records(config, tokenizer)
     for field in ("train_path", "eval_path"):
         path = d[field]
         if not os.path.isfile(path):
@@ -350,19 +345,22 @@ def _kinds(records, kept) -> list[str] | None:
 # ---------------------------------------------------------------- training
 
 
-def train(config, out_dir: str, *, progress: bool = True, data=None) -> dict:
+def train(config, out_dir: str, *, progress: bool = True, data=None, model_path: str | None = None) -> dict:
     """Trains the PRM of `config` through its stages; writes model + tokenizer + MARKER to out_dir.
 
     The directory is written atomically: into a temporary sibling renamed into
-    place when complete. `data` = (train records, held-out records) skips loading.
-    Returns the metrics written to MARKER.
+    place when complete. `data` = (train records, held-out records), or a function of
+    the tokenizer returning them, skips loading config.data's files; `model_path`
+    replaces config.model.path. Returns the metrics written to MARKER.
     """
     from tqdm.auto import tqdm
 
     from purejax import sft
 
     start = time.perf_counter()
-    model, tokenizer = load_start_model(config)
+    model, tokenizer = load_start_model(config, model_path)
+    if callable(data):
+        data = data(tokenizer)
     train_records, eval_records = data if data is not None else load_data(config, tokenizer)
     train_batch, train_kept = _encode(train_records, tokenizer, config.data)
     eval_batch, eval_kept = _encode(eval_records, tokenizer, config.data)

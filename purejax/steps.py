@@ -8,6 +8,7 @@ of ids computed once from the tokenizer, never a single id.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -70,6 +71,18 @@ def step_end_mask(tokens_t, mask_t, separator_ids) -> jnp.ndarray:
     pos_t = jnp.clip(jnp.searchsorted(sorted_ids, tokens_t), 0, sorted_ids.shape[0] - 1)
     is_separator_t = sorted_ids[pos_t] == tokens_t
     return valid_t & (is_separator_t | is_last_valid(valid_t))
+
+
+def step_end_mask_bt(response_ids, response_mask, separator_ids) -> jnp.ndarray:
+    """bool[B, T]: `step_end_mask` over the rows of a batch (jitted; one compile per shape)."""
+    return _step_end_mask_bt(
+        jnp.asarray(response_ids), jnp.asarray(response_mask), jnp.asarray(separator_ids)
+    )
+
+
+@jax.jit
+def _step_end_mask_bt(response_ids, response_mask, separator_ids):
+    return jax.vmap(step_end_mask, (0, 0, None))(response_ids, response_mask, separator_ids)
 
 
 def is_last_valid(mask_t) -> jnp.ndarray:

@@ -130,13 +130,33 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return optax.apply_if_finite(chain, max_consecutive_errors=1_000_000)
 
 
-def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation):
-    """Splits a policy into (graphdef, TrainState); the reference policy is a frozen copy."""
-    graphdef, params = nnx.split(model, nnx.Param)
+def _new_state(params, optimizer: optax.GradientTransformation) -> TrainState:
     # Copies: the step donates its state, which must not delete the caller's model arrays.
     params = jax.tree.map(jnp.copy, params)
     ref_params = jax.tree.map(jnp.copy, params)
-    return graphdef, TrainState(params, ref_params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return TrainState(params, ref_params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+
+def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation):
+    """Splits a policy into (graphdef, TrainState); the reference policy is a frozen copy."""
+    graphdef, params = nnx.split(model, nnx.Param)
+    return graphdef, _new_state(params, optimizer)
+
+
+def init_seed_states(model: nnx.Module, optimizer: optax.GradientTransformation, num_seeds: int, partitioner=None):
+    """(graphdef, TrainState with a leading seed axis on every leaf, one seed's shardings or None).
+
+    Every seed starts from the same policy; they differ in prompts, samples and rewards.
+    With a partitioner the state is built shard by shard as global arrays, so a 7B policy's
+    reference copy and AdamW moments never exist whole on one device.
+    """
+    graphdef, params = nnx.split(model, nnx.Param)
+    stack = lambda state: jax.tree.map(lambda x: jnp.stack([x] * num_seeds), state)  # noqa: E731
+    if partitioner is None:
+        return graphdef, stack(_new_state(params, optimizer)), None
+    one_seed = partitioner.tree(jax.eval_shape(lambda p: _new_state(p, optimizer), params))
+    build = jax.jit(lambda p: stack(_new_state(p, optimizer)), out_shardings=partitioner.seed_stacked(one_seed))
+    return graphdef, build(partitioner.place(params)), one_seed
 
 
 def response_logits(graphdef, params, rest, batch: RolloutBatch, remat: bool = False) -> jnp.ndarray:

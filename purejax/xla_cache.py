@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import warnings
 
+from purejax.cache import cache_root
+
 # Cache programs that take at least this long to compile. JAX's default, 1 s, would skip
 # most of the miniature's programs and of the test suite's, which compile in 0.1-1 s each.
 MIN_COMPILE_SECONDS = 0.1
@@ -24,8 +26,6 @@ MIN_COMPILE_SECONDS = 0.1
 
 def default_dir() -> str:
     """$PUREJAX_CACHE/xla, else ~/.cache/purejax/xla."""
-    from purejax.tasks.warmstart import cache_root
-
     return os.path.join(cache_root(), "xla")
 
 

@@ -46,12 +46,13 @@ def main() -> None:
             )
     distributed.initialize(config)
 
+    from purejax import tasks
     from purejax import trainer as trainer_lib
 
     def run(mesh, stop_after=None):
         with config.unlocked():
             config.mesh.update(data=mesh[0], fsdp=mesh[1], tensor=mesh[2])
-        task = trainer_lib.build_task(config)
+        task = tasks.build_task(config)
         trainer_lib.Trainer(config, task, args.workdir, show_progress=False).run(stop_after=stop_after)
 
     if args.then is None:

@@ -66,7 +66,7 @@ def test_policy_layout_labels_the_tokens_prmscorer_reads(tokenizer, records):
         resp = resp + [tokenizer.eos_token_id]
         prompt_ids[i, width_prompt - len(p) :], prompt_mask[i, width_prompt - len(p) :] = p, True
         resp_ids[i, : len(resp)], resp_mask[i, : len(resp)] = resp, True
-    from purejax.rewards.sources import step_end_mask_bt
+    from purejax.steps import step_end_mask_bt
     from purejax.steps import separator_ids
 
     ends = np.asarray(step_end_mask_bt(resp_ids, resp_mask, separator_ids(tokenizer, "\n\n")))
@@ -314,9 +314,11 @@ def test_saved_prm_loads_in_transformers_with_the_same_logits(tmp_path, tokenize
 
 
 def test_config_errors_name_the_field():
-    config = prm_training.load_config("configs/arith_prm.py")
+    from purejax.tasks import arith_prm
+
+    config = arith_prm.load_config("configs/arith_prm.py")
     with pytest.raises(ValueError, match=r"stages\.stage1_head\.trainable"):
-        prm_training.load_config("configs/arith_prm.py", ["stages.stage1_head.trainable=body"])
+        arith_prm.load_config("configs/arith_prm.py", ["stages.stage1_head.trainable=body"])
     assert list(config.stages) == ["stage1_head", "stage2_all"]
     with pytest.raises(FileNotFoundError, match="PRM800K"):
         two_stage = prm_training.load_config(

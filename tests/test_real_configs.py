@@ -7,6 +7,7 @@ import pytest
 
 from purejax import config as config_lib
 from purejax import model_paths
+from purejax import tasks
 from purejax import trainer as trainer_lib
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -68,7 +69,7 @@ def test_configs_are_locked_and_overridable():
 def test_missing_policy_names_the_field_and_the_hf_repo(model, run, tmp_path):
     c = _load(model, run, [f"policy.path={tmp_path / MODELS[model][0].split('/')[1]}"])
     with pytest.raises(FileNotFoundError) as error:
-        trainer_lib.build_task(c)
+        tasks.build_task(c)
     message = str(error.value)
     assert "config.policy.path" in message and MODELS[model][0] in message
     assert "--config.policy.path=" in message and "PUREJAX_MODELS" in message
@@ -80,7 +81,7 @@ def test_missing_prm_is_reported_before_loading_the_policy(tmp_path):
     policy = save_tiny_hf(tmp_path / "Qwen2.5-Math-7B", "qwen2_gqa")
     c = _load("qwen25_math_7b", "prm", [f"policy.path={policy}", f"prm.path={tmp_path / 'PURE-PRM-7B'}"])
     with pytest.raises(FileNotFoundError) as error:
-        trainer_lib.build_task(c)
+        tasks.build_task(c)
     message = str(error.value)
     assert "config.prm.path" in message and "jinachris/PURE-PRM-7B" in message
     assert "--config.prm.path=" in message
@@ -90,7 +91,7 @@ def test_a_directory_without_config_json_is_refused(tmp_path):
     (tmp_path / "Qwen2.5-7B").mkdir()
     c = _load("qwen25_7b", "vr", [f"policy.path={tmp_path / 'Qwen2.5-7B'}"])
     with pytest.raises(FileNotFoundError, match=r"has no config.json.*Qwen/Qwen2.5-7B"):
-        trainer_lib.build_task(c)
+        tasks.build_task(c)
 
 
 def test_missing_data_file_names_the_field(tmp_path):
@@ -99,7 +100,7 @@ def test_missing_data_file_names_the_field(tmp_path):
     policy = save_tiny_hf(tmp_path / "policy", "qwen2_gqa")
     c = _load("qwen25_math_7b", "vr", [f"policy.path={policy}", f"data.train_path={tmp_path / 'none.json'}"])
     with pytest.raises(FileNotFoundError, match=r"config.data.train_path=.*--config.data.train_path=FILE"):
-        trainer_lib.build_task(c)
+        tasks.build_task(c)
 
 
 def test_an_unknown_path_keeps_the_generic_advice():

@@ -17,8 +17,8 @@ from purejax.rewards import (
     reasoning_pattern_rewards,
     repetition_score,
     reward_metrics,
-    step_end_mask_bt,
 )
+from purejax.steps import step_end_mask_bt
 from purejax.rewards.repetition import suffix_array_lcp
 
 VOCAB, STEP_TOKEN, SEPARATORS = 13, 1, np.array([3, 7], np.int32)
@@ -203,7 +203,7 @@ def test_composition_with_prm_step_source():
         response_mask=response_mask,
         prompt_index=np.arange(4),
         tokens=tokens,
-        prm=PRMScorer(logits_fn, STEP_TOKEN),
+        scorers={"prm": PRMScorer(logits_fn, STEP_TOKEN)},
     )
     prm_r = _naive_prm(logits_fn, prompt_ids, prompt_mask, response_ids, response_mask)
     want = 0.5 * prm_r
@@ -216,7 +216,7 @@ def test_composition_with_prm_step_source():
     metrics = reward_metrics(out, np.asarray(end_bt))
     ends = np.asarray(end_bt)
     assert metrics["reward/prm/mean"] == pytest.approx(prm_r[ends].mean(), abs=1e-5)
-    with pytest.raises(ValueError, match="prm=PRMScorer"):
+    with pytest.raises(ValueError, match="scorers=\\{'prm': ...\\}"):
         compose_rewards(
             {"prm": sources["prm"]},
             texts=texts,
@@ -364,7 +364,7 @@ def test_all_builtin_source_types_registered():
     assert {"prm", "verifiable", "reasoning_pattern", "repetition", "length", "format", "noise"} <= set(
         SOURCE_TYPES
     )
-    assert SOURCE_TYPES["prm"].kind == "jax" and SOURCE_TYPES["prm"].level == "step"
+    assert SOURCE_TYPES["prm"].kind == "model" and SOURCE_TYPES["prm"].level == "step"
     assert SOURCE_TYPES["verifiable"].kind == "host"
 
 

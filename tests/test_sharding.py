@@ -226,10 +226,10 @@ def test_plan_of_the_main_job_has_no_device_program_for_the_scripted_prm():
         ["config.policy.arch=tiny", "config.rollout.prompts_per_step=2"],
     )
     result = plan_lib.plan(config, (1, 1, 1))
-    assert result["prm"].startswith("builtin:scripted (runs on the host")
+    assert result["prm"].startswith("none on the devices")
     assert result["prm_params_bytes"] == 0 and "prm_temp_bytes" not in result
     assert result["train_temp_bytes"] > 0 and result["sample_temp_bytes"] > 0
-    assert "PRM:    builtin:scripted" in plan_lib.table(result)
+    assert "PRM:    none on the devices" in plan_lib.table(result)
 
 
 def test_remat_for_sharded_runs_gives_the_same_loss_and_gradients():

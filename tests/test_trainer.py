@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from purejax import config as config_lib
+from purejax import tasks
 from purejax import trainer as trainer_lib
 from purejax.metrics_log import read_metrics
 
@@ -22,7 +23,7 @@ def smoke_config():
 
 @pytest.fixture(scope="module")
 def task(smoke_config):
-    return trainer_lib.build_task(smoke_config)
+    return tasks.build_task(smoke_config)
 
 
 def _run(config, task, workdir, stop_after=None):
@@ -104,7 +105,7 @@ def test_missing_checkpoint_path_says_what_to_do(smoke_config):
     with config.unlocked():
         config.policy.path = "/nonexistent/qwen"
     with pytest.raises(FileNotFoundError, match="Download the policy checkpoint"):
-        trainer_lib.build_task(config)
+        tasks.build_task(config)
 
 
 def test_early_stop_acts_on_an_alarm(smoke_config, task, tmp_path):

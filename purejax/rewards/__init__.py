@@ -19,6 +19,5 @@ from purejax.rewards.sources import (
     applies_mask,
     hash_uniform,
     register_source,
-    step_end_mask_bt,
 )
 from purejax.rewards.verifier import VerifierPool, default_pool, verify, verify_batch

@@ -20,8 +20,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from purejax.rewards.prm import PRMScorer
-from purejax.rewards.sources import SOURCE_TYPES, TokenBatch, applies_mask, host_rows
+from purejax.rewards.sources import COMMON_DEFAULTS, SOURCE_TYPES, TokenBatch, applies_mask, host_rows
 
 
 class ComposedRewards(NamedTuple):
@@ -33,7 +32,7 @@ class ComposedRewards(NamedTuple):
 
 
 def _source_settings(name: str, spec) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(type, common settings, type params with defaults filled) of one config entry."""
+    """(type, common settings, type params) of one config entry, defaults filled in."""
     spec = dict(spec.items()) if hasattr(spec, "items") else dict(spec)
     kind = spec.get("type")
     if kind not in SOURCE_TYPES:
@@ -41,17 +40,26 @@ def _source_settings(name: str, spec) -> tuple[str, dict[str, Any], dict[str, An
             f"rewards.{name}.type: unknown reward source type {kind!r}; allowed "
             f"values are {sorted(SOURCE_TYPES)}."
         )
-    common = {
-        k: spec.get(k, d)
-        for k, d in (("weight", 1.0), ("applies_to", "all"), ("fraction", 1.0), ("baseline", "shared"))
-    }
-    common["level"] = spec.get("level", SOURCE_TYPES[kind].level)
-    params = dict(SOURCE_TYPES[kind].params)
+    source = SOURCE_TYPES[kind]
+    common = {k: spec.get(k, d) for k, d in {**COMMON_DEFAULTS, "level": source.level}.items()}
+    params = dict(source.params)
     for key in params:
         if key in spec:
             value = spec[key]
             params[key] = dict(value.items()) if hasattr(value, "items") else value
     return kind, common, params
+
+
+def _scorer(name: str, source, scorers: Mapping[str, Any]):
+    if source.scorer is None:
+        return ()
+    if scorers.get(source.scorer) is None:
+        raise ValueError(
+            f"compose_rewards: reward source {name!r} ({source.name}) needs the scorer "
+            f"{source.scorer!r}; pass scorers={{{source.scorer!r}: ...}} (for a PRM: "
+            "purejax.rewards.prm.scorer_for(model, step_token_id))."
+        )
+    return (scorers[source.scorer],)
 
 
 def compose_rewards(
@@ -64,7 +72,7 @@ def compose_rewards(
     step: int = 0,
     seed: int = 0,
     tokens: TokenBatch | None = None,
-    prm: PRMScorer | None = None,
+    scorers: Mapping[str, Any] | None = None,
 ) -> ComposedRewards:
     """Scores a batch with every configured source and combines them.
 
@@ -77,8 +85,9 @@ def compose_rewards(
       response_mask: bool[B, T] valid response tokens.
       prompt_index: int[B] dataset index of each row's prompt.
       step, seed: make subsampling and noise reproducible.
-      tokens: a TokenBatch, needed by jittable sources (the PRM).
-      prm: PRMScorer, needed by the 'prm' source.
+      tokens: a TokenBatch, needed by model sources (the PRM) and by host step sources.
+      scorers: name -> scorer, for the sources that declare one (the 'prm' source
+        needs {"prm": PRMScorer}).
 
     Returns:
       ComposedRewards(step_r_bt, seq_r_b, raw, applies, levels).
@@ -105,27 +114,30 @@ def compose_rewards(
     step_r_bt = np.zeros((batch, width), dtype=np.float32)
     seq_r_b = np.zeros(batch, dtype=np.float32)
     raw, applies, levels = {}, {}, {}
+    scorers = scorers or {}
     for name, spec in sources.items():
         kind, common, params = _source_settings(name, spec)
         source = SOURCE_TYPES[kind]
+        scorer = _scorer(name, source, scorers)
+        if tokens is None and (source.kind == "model" or source.level == "step"):
+            raise ValueError(f"compose_rewards: reward source {name!r} ({kind}) needs `tokens` (a TokenBatch).")
         applies_b = applies_mask(
             name, common["applies_to"], common["fraction"], has_answer_b, prompt_index, seed
         )
-        if source.kind == "jax":
-            values = np.asarray(source.fn(tokens, prm, **params), dtype=np.float32)
+        if source.kind == "model":
+            values = np.asarray(source.fn(tokens, *scorer, **params), dtype=np.float32)
             values = values * applies_b[:, None] * mask_bt
         else:
             rows = np.flatnonzero(applies_b)
-            values = np.zeros(batch, dtype=np.float32)
+            shape = (batch, width) if source.level == "step" else (batch,)
+            values = np.zeros(shape, dtype=np.float32)
             if rows.size:
-                got = np.asarray(
-                    source.fn(host_rows(texts, truths, lengths_b, prompt_index, step, seed, rows), **params),
-                    dtype=np.float32,
-                )
-                if got.shape != (rows.size,):
+                selected = host_rows(texts, truths, lengths_b, prompt_index, step, seed, rows, tokens)
+                got = np.asarray(source.fn(selected, *scorer, **params), dtype=np.float32)
+                if got.shape != (rows.size, *shape[1:]):
                     raise ValueError(
-                        f"reward source {name!r} ({kind}) returned shape {got.shape}"
-                        f" for {rows.size} rows; host sources return float[N]."
+                        f"reward source {name!r} ({kind}) returned shape {got.shape} for {rows.size} "
+                        f"rows; host sources return float[N] (sequence) or float[N, T] (step)."
                     )
                 values[rows] = got
         weight = np.float32(common["weight"])

@@ -2,15 +2,18 @@
 
 Two interfaces (STYLE.md rule 7):
 
-- jittable sources (`kind="jax"`, the PRM): token arrays of the whole batch in,
-  float[B, T] step rewards out; fixed shapes, so rows where the source does not
-  apply are scored and then zeroed.
-- host sources (`kind="host"`: verifier, shaping, noise): decoded strings in,
-  numpy float32[N] out, called only on the N rows where the source applies.
+- model sources (`kind="model"`, the PRM): token arrays of the whole batch and a
+  model-backed scorer in, float[B, T] step rewards out; fixed shapes, so rows
+  where the source does not apply are scored and then zeroed.
+- host sources (`kind="host"`: verifier, shaping, noise, a scripted PRM): the
+  N rows where the source applies in (`HostRows`: decoded strings, token arrays),
+  numpy float32[N] (sequence level) or float32[N, T] (step level) out.
 
-A source type declares its level ("step" or "sequence") and its parameters with
-their defaults; those defaults are also the schema `purejax.config` validates
-against. Add one with `register_source`.
+A source type declares what it needs: its level ("step" or "sequence"), the named
+scorer it is handed (`scorer="prm"`: the caller passes `scorers={"prm": ...}`, so a
+second PRM or a value model is one more name, not a trainer change), its parameters
+with their defaults (also the schema `purejax.config` validates against), and every
+rule specific to it (`check`). Add one with `register_source`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ import dataclasses
 import zlib
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from purejax.rewards import shaping
@@ -48,64 +49,95 @@ class HostRows(NamedTuple):
     row_index: np.ndarray  # int[N] row in the full batch
     step: int  # training step (for reproducible noise)
     seed: int  # run seed
+    tokens: TokenBatch | None = None  # the rows' token arrays (numpy), when the caller has them
+
+
+# The fields every `config.rewards` entry has besides its type's parameters, with their
+# defaults (level defaults to the type's own level).
+COMMON_DEFAULTS = dict(weight=1.0, applies_to="all", fraction=1.0, baseline="shared")
 
 
 @dataclasses.dataclass(frozen=True)
 class SourceType:
     name: str
-    kind: str  # "jax" | "host"
+    kind: str  # "model" | "host"
     level: str  # "step" | "sequence"
     fn: Callable
     params: Mapping[str, Any]  # parameter -> default (also its schema)
+    # check(entry) -> (field, message) for an invalid value, or None; `entry` holds the
+    # common fields and the params, so a rule on either lives with its source.
     check: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None
     doc: str = ""
+    scorer: str | None = None  # the name in `scorers` this source is handed
+    # answer_correct(values, params) -> bool[N]: for sources that verify final answers, which
+    # values mean "correct" (the monitors reuse them instead of verifying twice).
+    answer_correct: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray] | None = None
+
+    def defaults(self) -> dict[str, Any]:
+        """Every field of a config entry of this type, at its default."""
+        return dict(type=self.name, **COMMON_DEFAULTS, level=self.level, **self.params)
 
 
 SOURCE_TYPES: dict[str, SourceType] = {}
+KINDS = ("model", "host")
 
 
-def register_source(name: str, *, kind: str, level: str, params: Mapping[str, Any] | None = None, check=None):
+def register_source(
+    name: str,
+    *,
+    kind: str,
+    level: str,
+    params: Mapping[str, Any] | None = None,
+    check=None,
+    scorer: str | None = None,
+    answer_correct=None,
+):
     """Decorator registering a reward source type under `name`.
 
-    host: `fn(rows: HostRows, **params) -> float32[N]`.
-    jax:  `fn(tokens: TokenBatch, prm: PRMScorer, **params) -> float[B, T]`.
-    `check(params)` returns (param, message) for an invalid value, or None.
+    host:  `fn(rows: HostRows, [scorer,] **params) -> float32[N]` (sequence level) or
+           float32[N, T] (step level, rewards on step ends).
+    model: `fn(tokens: TokenBatch, scorer, **params) -> float[B, T]`.
+    `scorer` names the entry of `compose_rewards(scorers=...)` passed to `fn` (model
+    sources need one). `check(entry)` returns (field, message) for an invalid value, or None.
     """
-    if kind not in ("jax", "host") or level not in ("step", "sequence"):
+    if kind not in KINDS or level not in ("step", "sequence"):
         raise ValueError(
-            f"register_source({name!r}): kind must be 'jax' or 'host' and level "
+            f"register_source({name!r}): kind must be one of {KINDS} and level "
             f"'step' or 'sequence', got {kind!r}, {level!r}."
         )
+    if kind == "model" and not scorer:
+        raise ValueError(f"register_source({name!r}): a model source names its scorer (scorer='prm').")
 
     def decorate(fn):
+        doc = (fn.__doc__ or "").strip().split("\n")[0]
         SOURCE_TYPES[name] = SourceType(
-            name, kind, level, fn, dict(params or {}), check, (fn.__doc__ or "").strip().split("\n")[0]
+            name, kind, level, fn, dict(params or {}), check, doc, scorer, answer_correct
         )
         return fn
 
     return decorate
 
 
+def scorers_needed(rewards: Mapping[str, Any]) -> set[str]:
+    """The scorer names the configured sources need (`config.rewards` entries)."""
+    return {SOURCE_TYPES[spec["type"]].scorer for spec in rewards.values()} - {None}
+
+
+def model_scorers_needed(rewards: Mapping[str, Any]) -> set[str]:
+    """The scorer names that model sources need: models that run on the devices."""
+    types = [SOURCE_TYPES[spec["type"]] for spec in rewards.values()]
+    return {t.scorer for t in types if t.kind == "model"}
+
+
 # ---------------------------------------------------------------- built-in sources
 
 
-@register_source("prm", kind="jax", level="step")
+@register_source("prm", kind="model", level="step", scorer="prm")
 def _prm(tokens: TokenBatch, prm):
     """PURE's PRM: r = p(+) - p(-) on every step end (PURE_SPEC §2).
 
-    `prm` is a PRMScorer (a token classifier), or any object with
-    `step_rewards(tokens: TokenBatch) -> float[B, T]`.
+    `prm` is a PRMScorer (a token classifier's logits function and its step token).
     """
-    if prm is None:
-        raise ValueError(
-            "compose_rewards: the config has a 'prm' reward source but no `prm` "
-            "was passed; pass prm=PRMScorer(logits_fn, step_token_id)."
-        )
-    if tokens is None:
-        raise ValueError("compose_rewards: the 'prm' source needs `tokens` (a TokenBatch).")
-    if hasattr(prm, "step_rewards"):
-        # Any other step scorer, e.g. the arithmetic task's scripted PRM (purejax.tasks).
-        return prm.step_rewards(tokens)
     return prm_step_rewards(
         prm.logits_fn,
         tokens.prompt_ids,
@@ -118,6 +150,8 @@ def _prm(tokens: TokenBatch, prm):
 
 
 def _check_verifiable(p):
+    if p["applies_to"] != "with_answer":
+        return "applies_to", "the verifier needs a ground truth: set it to 'with_answer'"
     if p["correct"] <= p["wrong"]:
         return "correct", f"must be > wrong ({p['wrong']}), got {p['correct']}"
     if p["workers"] < 0:
@@ -133,6 +167,7 @@ def _check_verifiable(p):
     level="sequence",
     params=dict(correct=1.0, wrong=0.0, workers=2, timeout_s=DEFAULT_TIMEOUT_S),
     check=_check_verifiable,
+    answer_correct=lambda values, p: values == np.float32(p["correct"]),
 )
 def _verifiable(rows: HostRows, correct, wrong, workers, timeout_s):
     """VR: `correct` if the last boxed answer equals the ground truth, else `wrong` (§4)."""
@@ -201,12 +236,25 @@ def _format(rows: HostRows):
     return shaping.format_rewards(rows.texts)
 
 
+def _noisable(name: str) -> bool:
+    source = SOURCE_TYPES.get(name)
+    return source is not None and (source.kind, source.level, source.scorer) == ("host", "sequence", None)
+
+
 def _check_noise(p):
     if not 0 <= p["p"] <= 1:
         return "p", f"must be in [0, 1], got {p['p']}"
-    if p["inner"] not in SOURCE_TYPES or SOURCE_TYPES[p["inner"]].kind != "host" or p["inner"] == "noise":
-        allowed = sorted(n for n, t in SOURCE_TYPES.items() if t.kind == "host" and n != "noise")
-        return "inner", f"must name a host source type, one of {allowed}; got {p['inner']!r}"
+    if not _noisable(p["inner"]) or p["inner"] == "noise":
+        allowed = sorted(n for n in SOURCE_TYPES if _noisable(n) and n != "noise")
+        return "inner", f"must name a host sequence source type, one of {allowed}; got {p['inner']!r}"
+    inner = SOURCE_TYPES[p["inner"]]
+    for key, value in dict(p["inner_params"]).items():
+        if key not in inner.params:
+            return f"inner_params.{key}", f"unknown key; allowed: {sorted(inner.params)}"
+        if type(value) is not type(inner.params[key]) and not (
+            isinstance(value, (int, float)) and isinstance(inner.params[key], float)
+        ):
+            return f"inner_params.{key}", f"must be {type(inner.params[key]).__name__}, got {value!r}"
     return None
 
 
@@ -275,7 +323,7 @@ def applies_mask(
     return base & keep
 
 
-def host_rows(texts, truths, lengths, prompt_index, step, seed, rows: np.ndarray) -> HostRows:
+def host_rows(texts, truths, lengths, prompt_index, step, seed, rows: np.ndarray, tokens=None) -> HostRows:
     return HostRows(
         [texts[i] for i in rows],
         [truths[i] for i in rows],
@@ -284,18 +332,5 @@ def host_rows(texts, truths, lengths, prompt_index, step, seed, rows: np.ndarray
         rows,
         int(step),
         int(seed),
+        None if tokens is None else TokenBatch(*(np.asarray(x)[rows] for x in tokens)),
     )
-
-
-def step_end_mask_bt(response_ids, response_mask, separator_ids):
-    """bool[B, T]: `purejax.steps.step_end_mask` over the rows of a batch (jitted)."""
-    return _step_end_mask_bt(
-        jnp.asarray(response_ids), jnp.asarray(response_mask), jnp.asarray(separator_ids)
-    )
-
-
-@jax.jit
-def _step_end_mask_bt(response_ids, response_mask, separator_ids):
-    from purejax.steps import step_end_mask
-
-    return jax.vmap(step_end_mask, (0, 0, None))(response_ids, response_mask, separator_ids)

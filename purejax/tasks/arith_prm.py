@@ -40,12 +40,31 @@ from typing import Sequence
 
 import numpy as np
 
-from purejax.tasks import arith
+from purejax import prm_training
+from purejax.cache import cache_root
+from purejax.tasks import arith, arith_prm_config, warmstart
 
 ARITH_PRM_VERSION = 1
-CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "arith_prm.py"
-)
+CONFIG = arith_prm_config.__file__  # a package file, so any install has it
+FORMAT = "builtin:arith"  # config.data.format of the generated data
+WARM_START = "builtin:arith"  # config.model.path of the warm-start policy
+
+
+def load_config(source: str, overrides=()):
+    """A PRM training config (`purejax.prm_training.load_config`) that may also use FORMAT."""
+    return prm_training.load_config(source, overrides, formats=prm_training.DATA_FORMATS + (FORMAT,))
+
+
+def resolve(config) -> tuple[str | None, object]:
+    """(start model path or None, data or None) for `prm_training.train` when the config names
+    the miniature: the cached warm start, and the generated records (a function of the tokenizer)."""
+    path = None
+    if config.model.path == WARM_START:
+        path = warmstart.warm_start(warmstart.load_sft_config(warmstart.SFT_CONFIG), progress=True).path
+    data = None
+    if config.data.format == FORMAT:
+        data = lambda tokenizer: train_and_heldout_records(config, tokenizer)  # noqa: E731
+    return path, data
 
 
 def step_labels(steps: Sequence[str], problem: arith.Problem, filler_label: bool = True):
@@ -90,9 +109,7 @@ def _records(config, split: str, n_traces: int, n_policy: int, policy, tokenizer
     texts, _ = arith.trace_mix(problems[:n_traces], dict(a.mix), seed=seed + (split == "heldout"))
     records = step_records(problems[:n_traces], texts, a.filler_label)
     if n_policy:
-        from purejax.tasks.warmstart import generate
-
-        sampled = generate(
+        sampled = warmstart.generate(
             policy,
             tokenizer,
             [p.prompt for p in problems[:n_policy]],
@@ -108,14 +125,13 @@ def _records(config, split: str, n_traces: int, n_policy: int, policy, tokenizer
 def train_and_heldout_records(config, tokenizer) -> tuple[list[dict], list[dict]]:
     """(train, held-out) records of config.data.arith: traces and warm-start samples."""
     from purejax.models import load_pretrained
-    from purejax.tasks import builtin
-    from purejax.tasks.warmstart import load_sft_config, spec_from_config
 
     a = config.data.arith
-    spec = spec_from_config(load_sft_config(builtin.SFT_CONFIG))
+    sft_config = warmstart.load_sft_config(warmstart.SFT_CONFIG)
+    spec = warmstart.spec_from_config(sft_config)
     policy = None
     if a.policy_train or a.policy_eval:
-        policy = load_pretrained(builtin.arith_warm_start_path(show_progress=False))
+        policy = load_pretrained(warmstart.warm_start(sft_config, progress=False).path)
     train = _records(config, "train", a.train_traces, a.policy_train, policy, tokenizer, spec)
     heldout = _records(config, "heldout", a.eval_traces, a.policy_eval, policy, tokenizer, spec)
     return train, heldout
@@ -126,16 +142,12 @@ def train_and_heldout_records(config, tokenizer) -> tuple[list[dict], list[dict]
 
 def config_hash(config) -> str:
     """12 hex digits of what `config` trains: every field but cache_dir, the warm start, the version."""
-    from purejax.tasks import builtin
-    from purejax.tasks.warmstart import config_hash as warmstart_hash
-    from purejax.tasks.warmstart import load_sft_config
-
     values = config.to_dict()
     values.pop("cache_dir", None)
     blob = json.dumps(
         dict(
             version=ARITH_PRM_VERSION,
-            warmstart=warmstart_hash(load_sft_config(builtin.SFT_CONFIG)),
+            warmstart=warmstart.config_hash(warmstart.load_sft_config(warmstart.SFT_CONFIG)),
             config=values,
         ),
         sort_keys=True,
@@ -145,9 +157,7 @@ def config_hash(config) -> str:
 
 
 def cache_path(config) -> str:
-    from purejax.tasks import warmstart
-
-    return os.path.join(warmstart.cache_root(config.cache_dir), "arith_prm", config_hash(config))
+    return os.path.join(cache_root(config.cache_dir), "arith_prm", config_hash(config))
 
 
 def learned_prm(config=None, *, progress: bool = True, force: bool = False) -> tuple[str, dict, bool]:
@@ -156,15 +166,14 @@ def learned_prm(config=None, *, progress: bool = True, force: bool = False) -> t
     Reuses the cached directory when it is complete; otherwise trains into a
     temporary directory renamed into place (`purejax.prm_training.train`).
     """
-    from purejax import prm_training
-
-    config = config if config is not None else prm_training.load_config(CONFIG)
+    config = config if config is not None else load_config(CONFIG)
     final = cache_path(config)
     marker = os.path.join(final, prm_training.MARKER)
     if not force and os.path.isfile(marker):
         with open(marker, encoding="utf-8") as f:
             return final, json.load(f)["metrics"], False
-    metrics = prm_training.train(config, final, progress=progress)
+    path, data = resolve(config)
+    metrics = prm_training.train(config, final, progress=progress, model_path=path, data=data)
     return final, metrics, True
 
 
@@ -201,7 +210,7 @@ def probe_scores(prm_path: str, problems: Sequence[arith.Problem], seed: int = 0
     import jax.numpy as jnp
     from transformers import AutoTokenizer
 
-    from purejax import prm_data, prm_training
+    from purejax import prm_data
     from purejax.models import load_pretrained
     from purejax.tasks.scripted_prm import ScriptedPRMScores, step_scores
 

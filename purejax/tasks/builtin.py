@@ -2,9 +2,10 @@
 
     config.policy.path = "builtin:arith"       the cached SFT warm start (configs/arith_sft.py)
     config.policy.path = "builtin:arith_random"  the same model class, random weights (smoke tests)
-    config.prm.path    = "builtin:scripted"    the scripted PRM with the paper's weaknesses
     config.prm.path    = "builtin:arith_learned"  the learned PRM (configs/arith_prm.py, cached)
     config.prm.path    = "/a/dir"              a PRM trained by experiments/train_prm.py
+    config.rewards.prm = reward_source("scripted_prm")  the scripted PRM with the paper's
+                                               weaknesses, a host-side step source (no prm.path)
     config.data.train_path = "builtin:arith"   training problems (every one has its answer)
     config.data.eval_paths = ("builtin:arith",)  held-out problems
 
@@ -18,37 +19,19 @@ from __future__ import annotations
 import os
 
 import jax.numpy as jnp
-import numpy as np
 
 from purejax.data import Prompt
-from purejax.tasks import arith, scripted_prm
-from purejax.tasks.scripted_prm import ScriptedPRM
+from purejax.rewards.prm import scorer_for
+from purejax.rewards.sources import scorers_needed
+from purejax.task import Task, step_token_id
+from purejax.tasks import arith
+from purejax.tasks.scripted_prm import ScriptedStepRewards
 from purejax.tasks.tokenizer import build_tokenizer
-from purejax.tasks.warmstart import load_sft_config, model_config, warm_start
+from purejax.tasks.warmstart import SFT_CONFIG, load_sft_config, model_config, warm_start
 
+PREFIX = "builtin:"
 TRAIN_PROBLEMS = 4096
-SFT_CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "arith_sft.py"
-)
-
-
-class ScriptedStepRewards:
-    """Adapts ScriptedPRM to the `prm` reward source (`step_rewards(tokens)`).
-
-    Like a learned PRM it reads the prompt: each row's problem is found from its
-    decoded question, so steps are judged in the context of the question asked.
-    """
-
-    def __init__(self, tokenizer, problems: list[arith.Problem], seed: int = 0):
-        self.prm = ScriptedPRM(tokenizer, seed=seed)
-        self.tokenizer = tokenizer
-        self.by_prompt = {p.prompt: p for p in problems}
-
-    def step_rewards(self, tokens):
-        ids = np.where(np.asarray(tokens.prompt_mask, bool), np.asarray(tokens.prompt_ids), -1)
-        prompts = self.tokenizer.batch_decode([row[row >= 0] for row in ids], skip_special_tokens=True)
-        problems = [self.by_prompt.get(p) for p in prompts]
-        return self.prm(tokens.response_ids, tokens.response_mask, tokens.step_end, problems)
+LEARNED_PRM = "builtin:arith_learned"
 
 
 def arith_warm_start_path(show_progress: bool = True) -> str:
@@ -57,19 +40,16 @@ def arith_warm_start_path(show_progress: bool = True) -> str:
 
 
 def learned_prm_scorer(path: str, tokenizer, config):
-    """A PRMScorer over the PRM checkpoint at `path` ("builtin:arith_learned" = the cached one).
+    """A PRMScorer over the PRM checkpoint at `path` (LEARNED_PRM = the cached one).
 
     The PRM must share the policy's tokenizer (same ids); it does when trained by
     experiments/train_prm.py from the warm start.
     """
     from purejax import sharding
     from purejax.models import load_pretrained
-    from purejax.prm_data import step_token_id
-    from purejax.rewards.prm import scorer_for
+    from purejax.tasks.arith_prm import learned_prm
 
-    if path == "builtin:arith_learned":
-        from purejax.tasks.arith_prm import learned_prm
-
+    if path == LEARNED_PRM:
         path = learned_prm()[0]
     if not os.path.isdir(path):
         raise FileNotFoundError(
@@ -94,11 +74,11 @@ def _prompts(split: str, n: int, seed: int, spec: arith.ArithSpec) -> list[Promp
     ]
 
 
-def build_task(config, show_progress: bool = True):
+def build_task(config, show_progress: bool = True) -> Task:
+    """The miniature's policy, tokenizer, problems and the scorers its reward sources need."""
     from transformers import AutoTokenizer
 
-    from purejax.models import load_pretrained
-    from purejax.trainer import Task
+    from purejax.models import init_model, load_pretrained
 
     policies = ("builtin:arith", "builtin:arith_random")
     for field, value, allowed in (
@@ -115,24 +95,22 @@ def build_task(config, show_progress: bool = True):
         policy = load_pretrained(start.path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(start.path)
     else:
-        from purejax.models import init_model
-
         tokenizer = build_tokenizer(
             sft_config.tokenizer.vocab_size, sft_config.tokenizer.problems, seed=sft_config.seed, spec=spec
         )
         policy = init_model(model_config(sft_config, tokenizer), seed=int(config.seed), dtype=dtype)
     train_problems = arith.make_problems("train", TRAIN_PROBLEMS, seed=int(config.seed), spec=spec)
-    prm = None
-    if any(source.type == "prm" for source in config.rewards.values()):
-        if config.prm.path == scripted_prm.PATH:
-            prm = ScriptedStepRewards(tokenizer, train_problems, seed=int(config.seed))
-        elif config.prm.path == "builtin:arith_learned" or not config.prm.path.startswith("builtin:"):
-            prm = learned_prm_scorer(config.prm.path, tokenizer, config)
-        else:
+    scorers = {}
+    needed = scorers_needed(config.rewards)
+    if "scripted_prm" in needed:
+        scorers["scripted_prm"] = ScriptedStepRewards(tokenizer, train_problems, seed=int(config.seed))
+    if "prm" in needed:  # a learned PRM: the cached one or a directory from experiments/train_prm.py
+        if config.prm.path.startswith(PREFIX) and config.prm.path != LEARNED_PRM:
             raise ValueError(
-                f"config.prm.path={config.prm.path!r}: the builtin task's PRM is {scripted_prm.PATH!r}, "
-                f"'builtin:arith_learned' or a local PRM directory."
+                f"config.prm.path={config.prm.path!r}: the builtin task's learned PRM is {LEARNED_PRM!r} "
+                "or a local PRM directory (the scripted PRM is the 'scripted_prm' reward source)."
             )
+        scorers["prm"] = learned_prm_scorer(config.prm.path, tokenizer, config)
     train = [Prompt(f"arith/train/{i}", p.question, p.truth) for i, p in enumerate(train_problems)]
     heldout = _prompts("heldout", int(config.eval.num_prompts) or 256, seed=0, spec=spec)
-    return Task(policy, tokenizer, train, heldout, prm)
+    return Task(policy, tokenizer, train, heldout, scorers)

@@ -60,14 +60,11 @@ from typing import Sequence
 
 import numpy as np
 
-from purejax.rewards.sources import hash_uniform
+from purejax.rewards.sources import HostRows, hash_uniform, register_source
+from purejax.steps import separator_ids, step_end_mask_bt
 from purejax.tasks import arith
 
 _NOISE_SALT = zlib.crc32(b"scripted_prm/noise")
-
-# config.prm.path naming this PRM. It runs on the host, so a run using it has no PRM model
-# on the devices.
-PATH = "builtin:scripted"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,8 +185,6 @@ class ScriptedPRM:
         seed: int = 0,
         separator: str = arith.SEPARATOR,
     ):
-        from purejax.steps import separator_ids
-
         self.tokenizer = tokenizer
         self.scores = scores
         self.seed = int(seed)
@@ -198,8 +193,6 @@ class ScriptedPRM:
 
     def step_ends(self, response_ids, response_mask) -> np.ndarray:
         """bool[B, T]: `purejax.steps.step_end_mask` over the rows."""
-        from purejax.rewards.sources import step_end_mask_bt
-
         return np.asarray(
             step_end_mask_bt(np.asarray(response_ids), np.asarray(response_mask), self.separator_ids)
         )
@@ -264,3 +257,29 @@ def _check_shapes(ids: np.ndarray, mask: np.ndarray) -> None:
         raise ValueError(
             f"ScriptedPRM: response_mask must have the shape of response_ids {ids.shape}, got {mask.shape}."
         )
+
+
+class ScriptedStepRewards:
+    """The scorer the `scripted_prm` reward source is handed (`scorers["scripted_prm"]`).
+
+    Like a learned PRM it reads the prompt: each row's problem is found from its
+    decoded question, so steps are judged in the context of the question asked.
+    """
+
+    def __init__(self, tokenizer, problems: Sequence[arith.Problem], seed: int = 0):
+        self.prm = ScriptedPRM(tokenizer, seed=seed)
+        self.tokenizer = tokenizer
+        self.by_prompt = {p.prompt: p for p in problems}
+
+    def step_rewards(self, tokens) -> np.ndarray:
+        """float32[B, T] step rewards of a TokenBatch (numpy arrays)."""
+        ids = np.where(np.asarray(tokens.prompt_mask, bool), np.asarray(tokens.prompt_ids), -1)
+        prompts = self.tokenizer.batch_decode([row[row >= 0] for row in ids], skip_special_tokens=True)
+        problems = [self.by_prompt.get(p) for p in prompts]
+        return self.prm(tokens.response_ids, tokens.response_mask, tokens.step_end, problems)
+
+
+@register_source("scripted_prm", kind="host", level="step", scorer="scripted_prm")
+def _scripted_prm_source(rows: HostRows, scorer: ScriptedStepRewards):
+    """The arithmetic miniature's scripted PRM (purejax.tasks.scripted_prm), on the host."""
+    return scorer.step_rewards(rows.tokens)

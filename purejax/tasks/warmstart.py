@@ -36,10 +36,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from purejax.tasks import arith
+from purejax.cache import cache_root
+from purejax.tasks import arith, arith_sft_config
 from purejax.tasks.tokenizer import build_tokenizer
 
 WARMSTART_VERSION = 1
+SFT_CONFIG = arith_sft_config.__file__  # the miniature's SFT config: a package file, so any install has it
 MARKER = "warmstart.json"
 
 
@@ -116,15 +118,6 @@ def config_hash(config) -> str:
     values.pop("cache_dir", None)
     blob = json.dumps({"version": WARMSTART_VERSION, "config": values}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def cache_root(cache_dir: str = "") -> str:
-    """`cache_dir`, else $PUREJAX_CACHE, else ~/.cache/purejax: where built artifacts are kept."""
-    return (
-        cache_dir
-        or os.environ.get("PUREJAX_CACHE")
-        or os.path.join(os.path.expanduser("~"), ".cache", "purejax")
-    )
 
 
 def cache_path(config) -> str:

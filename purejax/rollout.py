@@ -1,0 +1,131 @@
+"""Rollouts: which prompts a step samples, sampling them in fixed-size row chunks, and the
+greedy held-out evaluation, for S seeds at once (a leading seed axis, `sample_seeds`).
+
+Everything random is a function of (seed, step): the prompt order is a stateless seeded
+permutation per epoch, and chunk c of a step samples with fold_in(fold_in(seed, step), c's
+first row), so a resumed run draws what an uninterrupted one draws.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purejax import sharding
+from purejax.sampling import SampleOutput, sample_seeds
+from purejax.rewards import verifier
+
+
+def prompt_order(num_prompts: int, seed: int, step: int, per_step: int) -> np.ndarray:
+    """Dataset indices of the prompts of `step`: epochs of seeded permutations, no state."""
+    start = step * per_step
+    epoch, offset = divmod(start, num_prompts)
+    out = []
+    while len(out) < per_step:
+        order = np.random.default_rng([seed, epoch]).permutation(num_prompts)
+        out.extend(order[offset : offset + per_step - len(out)].tolist())
+        epoch, offset = epoch + 1, 0
+    return np.asarray(out, np.int64)
+
+
+def step_prompts(num_prompts: int, seeds: Sequence[int], step: int, per_step: int, k: int) -> np.ndarray:
+    """int[S, per_step * k]: each seed's prompt indices of `step`, every prompt repeated k times."""
+    return np.stack([np.repeat(prompt_order(num_prompts, seed, step, per_step), k) for seed in seeds])
+
+
+def step_keys(seeds: Sequence[int], step: int) -> jnp.ndarray:
+    """[S, 2]: the sampling key of each seed at `step`."""
+    return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), step) for seed in seeds])
+
+
+def sample_rollout(
+    graphdef, params, prompt_ids, prompt_mask, keys, rollout, *, eos_ids, pad_id, partitioner=None
+) -> SampleOutput:
+    """Samples [S, B] rows in chunks of `rollout.sample_batch` rows (0: all at once).
+
+    Fixed-size chunks bound the KV cache. Chunk i samples with its own key, so chunking
+    changes the draws (not their law). Returns numpy [S, B, N] fields.
+    """
+    rows = prompt_ids.shape[1]
+    size = int(rollout.sample_batch) or rows  # the config checks that it divides `rows`
+    chunks = []
+    for start in range(0, rows, size):
+        chunk = slice(start, start + size)
+        chunk_keys = keys if size == rows else jax.vmap(jax.random.fold_in, (0, None))(keys, start)
+        out = sample_seeds(
+            graphdef,
+            params,
+            prompt_ids[:, chunk],
+            prompt_mask[:, chunk],
+            int(rollout.max_new_tokens),
+            chunk_keys,
+            temperature=float(rollout.temperature),
+            top_k=int(rollout.top_k),
+            top_p=float(rollout.top_p),
+            eos_token_id=eos_ids,
+            pad_token_id=pad_id,
+            partitioner=partitioner,
+        )
+        chunks.append(sharding.fetch(out))
+    return type(chunks[0])(*(np.concatenate(parts, axis=1) for parts in zip(*chunks)))
+
+
+def padded_chunks(rows: int, size: int):
+    """(indices int[size], real count) per chunk of `size` rows; the last chunk repeats its
+    last row up to `size`, so every call has one shape and compiles once."""
+    for start in range(0, rows, size):
+        index = np.arange(start, min(start + size, rows))
+        real = len(index)
+        yield np.concatenate([index, np.repeat(index[-1:], size - real)]), real
+
+
+def decode(tokenizer, tokens, mask) -> list[str]:
+    """The valid tokens of each row as text (special tokens dropped)."""
+    tokens = np.where(np.asarray(mask, bool), np.asarray(tokens), -1)
+    return tokenizer.batch_decode([row[row >= 0] for row in tokens], skip_special_tokens=True)
+
+
+def greedy_accuracy(
+    graphdef,
+    params,
+    ids,
+    mask,
+    answers: Sequence[str | None],
+    tokenizer,
+    *,
+    batch_size: int,
+    max_new_tokens: int,
+    eos_ids,
+    pad_id: int,
+    partitioner=None,
+) -> list[dict[str, float]]:
+    """Greedy pass@1 of S seed-stacked policies on prompts [N, P] with the verifier, one dict per seed."""
+    n_seeds = len(jax.tree.leaves(params)[0])
+    texts = [[] for _ in range(n_seeds)]
+    greedy_keys = jnp.stack([jax.random.PRNGKey(0)] * n_seeds)
+    for index, real in padded_chunks(len(answers), batch_size):
+        out = sample_seeds(
+            graphdef,
+            params,
+            ids[index],
+            mask[index],
+            int(max_new_tokens),
+            greedy_keys,
+            temperature=0.0,
+            eos_token_id=eos_ids,
+            pad_token_id=pad_id,
+            partitioner=partitioner,
+        )
+        tokens, out_mask = sharding.fetch((out.tokens, out.mask))
+        for s in range(n_seeds):
+            texts[s].extend(decode(tokenizer, tokens[s], out_mask[s])[:real])
+    flat = [t for seed_texts in texts for t in seed_texts]
+    scores = np.asarray(verifier.verify_batch(flat, list(answers) * n_seeds), float)
+    scores = scores.reshape(n_seeds, len(answers))
+    return [
+        {"eval/accuracy": float(row.mean()) if len(answers) else float("nan"), "eval/count": len(answers)}
+        for row in scores
+    ]
