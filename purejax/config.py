@@ -2,7 +2,7 @@
 
 A run is fully described by one locked `ml_collections.ConfigDict` (STYLE.md
 rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
-`configs/common.py`. Sections (later issues extend them, never rename them):
+`configs/common.py`. Sections:
 
     seed, num_seeds, total_steps, checkpoint_every, eval_every
     policy    (path, dtype, arch)

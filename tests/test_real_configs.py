@@ -8,7 +8,6 @@ import pytest
 from purejax import config as config_lib
 from purejax import model_paths
 from purejax import tasks
-from purejax import trainer as trainer_lib
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 MODELS = {  # config prefix -> (HF repo of the policy, total steps): PURE_SPEC §7

@@ -9,7 +9,7 @@ import torch
 from flax import nnx
 
 import purejax.models as pm
-from purejax import sampling
+from purejax import sampling, token_choice
 from tests._tiny_hf import load_hf_torch, padded_batch, save_tiny_hf
 
 LENGTHS, WIDTH, NEW = [6, 2, 4, 1], 6, 10
@@ -222,7 +222,7 @@ def test_chunked_argmax_equals_argmax_with_ties():
     x = rng.integers(-3, 4, (16, 1024)).astype(np.float32)  # many ties
     x[0] = -np.inf
     x[1, 900] = 100.0
-    index, best = sampling._argmax(jnp.asarray(x))
+    index, best = token_choice.argmax_first(jnp.asarray(x))
     np.testing.assert_array_equal(index, np.argmax(x, -1))
     np.testing.assert_array_equal(best, np.max(x, -1))
 
@@ -242,7 +242,7 @@ def test_inverse_cdf_draws_follow_the_weights_and_skip_zero_weights(vocab):
         weight[128:256] = 0.0  # a whole empty chunk
     n = 50_000
     rows = jnp.broadcast_to(jnp.asarray(weight), (n, vocab))
-    index, total = jax.jit(sampling._draw)(rows, jax.random.key(0))
+    index, total = jax.jit(token_choice.draw)(rows, jax.random.key(0))
     probs = weight.astype(np.float64) / weight.sum()
     np.testing.assert_allclose(np.asarray(total), weight.sum(), rtol=1e-5)
     freq = np.bincount(np.asarray(index), minlength=vocab) / n
@@ -254,7 +254,7 @@ def test_inverse_cdf_with_one_positive_weight_always_draws_it():
     weight = np.zeros((4, 700), np.float32)
     for row, hot in enumerate([0, 127, 128, 699]):
         weight[row, hot] = 1e-30
-    index, _ = sampling._draw(jnp.asarray(weight), jax.random.key(1))
+    index, _ = token_choice.draw(jnp.asarray(weight), jax.random.key(1))
     np.testing.assert_array_equal(index, [0, 127, 128, 699])
 
 
@@ -262,7 +262,7 @@ def test_inverse_cdf_with_one_positive_weight_always_draws_it():
 def test_nan_logits_still_give_token_ids_inside_the_vocabulary(top_k, top_p):
     """A broken model's NaN logits must not produce an id from the draw's padding (1000 -> 1024)."""
     logits = jnp.full((3, 1000), jnp.nan).at[1, :500].set(0.0)
-    token, _ = sampling._choose(
+    token, _ = token_choice.choose(
         logits, jax.random.key(0), jnp.float32(1.0), jnp.float32(top_p), greedy=top_p == 0.0,
         top_k=top_k, use_top_p=0.0 < top_p < 1.0,
     )
@@ -276,7 +276,7 @@ def test_bisected_nucleus_equals_the_sorted_definition(top_p):
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((32, 3000)) * rng.uniform(0.5, 4, (32, 1))
     weight = np.exp(logits - logits.max(-1, keepdims=True)).astype(np.float32)
-    keep = np.asarray(jax.jit(sampling._nucleus)(jnp.asarray(weight), jnp.float32(top_p)))
+    keep = np.asarray(jax.jit(token_choice.nucleus)(jnp.asarray(weight), jnp.float32(top_p)))
     for row, kept in zip(weight.astype(np.float64), keep):
         order = np.argsort(-row, kind="stable")
         before = np.cumsum(row[order]) - row[order]
@@ -294,7 +294,7 @@ def test_top_p_sampling_frequencies_follow_the_truncated_softmax():
     logits = (rng.standard_normal(1000) * 2).astype(np.float32)
     n, temperature, top_p = 50_000, 0.8, 0.7
     reference = _truncated_reference(logits[None], temperature, 0, top_p)[0]
-    token, logp = jax.jit(sampling._choose, static_argnames=("greedy", "top_k", "use_top_p"))(
+    token, logp = jax.jit(token_choice.choose, static_argnames=("greedy", "top_k", "use_top_p"))(
         jnp.broadcast_to(jnp.asarray(logits), (n, 1000)),
         jax.random.key(3),
         jnp.float32(temperature),
