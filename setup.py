@@ -13,6 +13,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["purejax", "purejax.*"]),
+    # The PURE training prompts and the five benchmarks (purejax/data_files/math/provenance.json):
+    # installed with the code, so a wheel or a non-editable install needs nothing beside it.
+    package_data={"purejax": ["data_files/math/*.json", "data_files/math/*.jsonl"]},
+    include_package_data=True,
     install_requires=[
         # jax.lax.cummin/cumsum with reverse=, jax.shard_map, jax.make_mesh.
         "jax>=0.6.0",
@@ -37,6 +41,8 @@ setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
+        # Hugging Face datasets ids and parquet files as data.train_path / data.eval_paths.
+        "hf": ["datasets>=3.0", "pyarrow>=15.0"],
         "dev": [
             "pytest>=8.0",
             # The torch reference for logit/generate parity tests. 2.13.0 is the CPU
