@@ -92,8 +92,8 @@ def require_checkpoint_dir(path: str, field: str, what: str) -> str:
         )
     else:
         how = (
-            f"Pass a local HF checkpoint directory (config.json, *.safetensors and the tokenizer files), "
-            f"e.g. --config.{field}=/data/models/NAME, or a Hub id ORG/NAME that is in the local cache "
-            f"(`hf download ORG/NAME`)."
+            f"Download {what} (config.json, *.safetensors and the tokenizer files) into a local HF checkpoint "
+            f"directory and pass it, e.g. --config.{field}=/data/models/NAME, or pass a Hub id ORG/NAME that "
+            f"is in the local HF cache (`hf download ORG/NAME`)."
         )
     raise FileNotFoundError(f"config.{field}={path!r} {problem}.{cache_problem} {how}")

@@ -107,7 +107,7 @@ def test_missing_data_file_names_the_field(tmp_path):
 
 
 def test_an_unknown_path_keeps_the_generic_advice(monkeypatch, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"config.policy.path='/nonexistent/x'.*local HF checkpoint directory"):
+    with pytest.raises(FileNotFoundError, match=r"config.policy.path='/nonexistent/x'.*Download the policy"):
         model_paths.require_checkpoint_dir("/nonexistent/x", "policy.path", "the policy checkpoint")
     # A bare HF repo id as the path (the configs' default) is recognised too; offline, from an empty cache.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
