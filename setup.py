@@ -5,6 +5,8 @@ the next major/minor series whose APIs (Flax NNX, orbax) change without notice.
 """
 from setuptools import find_packages, setup
 
+_HF = ["datasets>=3.0", "pyarrow>=15.0"]
+
 setup(
     name="purejax",
     version="0.1.0",
@@ -42,8 +44,9 @@ setup(
     ],
     extras_require={
         # Hugging Face datasets ids and parquet files as data.train_path / data.eval_paths.
-        "hf": ["datasets>=3.0", "pyarrow>=15.0"],
+        "hf": _HF,
         "dev": [
+            *_HF,  # the tests of those readers run too
             "pytest>=8.0",
             # The torch reference for logit/generate parity tests. 2.13.0 is the CPU
             # build on the project machines' disk; any other version pulls CUDA wheels.
