@@ -124,7 +124,7 @@ def _read_parquet(path: str) -> list[_Record]:
         ) from None
     try:
         rows = pq.read_table(path).to_pylist()
-    except Exception as e:  # pyarrow raises its own error types for a damaged file
+    except Exception as e:  # noqa: BLE001 - pyarrow raises its own error types for a damaged file
         raise DataError(f"{path}: not a readable parquet file ({type(e).__name__}: {e}).") from None
     return [_Record(f"{path}: row {i}", row) for i, row in enumerate(rows)]
 
@@ -161,7 +161,7 @@ def _read_hf(source: str) -> list[_Record]:
     if not hub.offline():
         try:
             loaded = datasets.load_dataset(repo, config, split=split)
-        except Exception:  # offline without HF_HUB_OFFLINE, or not on the Hub: try the hub cache
+        except Exception:  # noqa: BLE001 - offline without HF_HUB_OFFLINE, or not on the Hub: try the hub cache
             loaded = None
     if loaded is None:
         # A dataset fetched by `hf download --repo-type dataset` sits in the hub cache as files;
@@ -172,7 +172,7 @@ def _read_hf(source: str) -> list[_Record]:
             raise DataError(f"{source}: {error}") from None
         try:
             loaded = datasets.load_dataset(directory, config, split=split)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             raise DataError(f"{source}: the cached copy {directory} did not load ({type(e).__name__}: {e}).") from None
     if isinstance(loaded, dict):  # no split named: take the only one
         if len(loaded) != 1:

@@ -66,11 +66,11 @@ def snapshot(repo: str, repo_type: str = "model", allow_patterns=None) -> str:
     if not offline():
         try:
             return snapshot_download(**kwargs)
-        except Exception as error:  # no network, proxy, gated repo...: try the cache before failing
+        except Exception as error:  # noqa: BLE001 - no network, proxy, gated repo...: try the cache before failing
             network_error = error
     try:
         return snapshot_download(local_files_only=True, **kwargs)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         why = f" (the Hub could not be reached: {type(network_error).__name__})" if network_error else ""
         raise NotCached(
             f"{repo!r} is not in the local Hugging Face cache {cache_dir()}{why} "

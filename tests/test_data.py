@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,11 +25,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_shipped_files_match_their_provenance():
-    provenance = json.load(open(os.path.join(data.DATA_DIR, "provenance.json")))["files"]
+    provenance = json.loads(Path(data.DATA_DIR, "provenance.json").read_text())["files"]
     assert set(provenance) == set(SHIPPED_COUNTS)
     assert sorted(os.listdir(data.DATA_DIR)) == sorted([*SHIPPED_COUNTS, "provenance.json"])
     for name, expected in SHIPPED_COUNTS.items():
-        raw = open(os.path.join(data.DATA_DIR, name), "rb").read()
+        raw = Path(data.DATA_DIR, name).read_bytes()
         assert hashlib.sha256(raw).hexdigest() == provenance[name]["sha256"], name
         assert len(raw) == provenance[name]["bytes"], name
         if name.endswith(".jsonl"):
@@ -64,7 +65,7 @@ def test_train_prompts_counts_and_no_ref_answer():
     assert all(p.answer != "null" and p.question.strip() for p in prompts)
     # ref_answer cannot reach a training reward: the record type has no such field.
     assert [f.name for f in dataclasses.fields(data.Prompt)] == ["id", "question", "answer"]
-    raw = json.load(open(f"{data.DATA_DIR}/{data.TRAIN_FILE}"))
+    raw = json.loads(Path(data.DATA_DIR, data.TRAIN_FILE).read_text())
     for prompt, row in zip(prompts[:200], raw[:200]):
         assert prompt.answer == (None if row["answer"] == "null" else row["answer"])
 

@@ -4,6 +4,7 @@ from the local cache, and one clear error (file, tensor) for every damaged check
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,14 +174,14 @@ def test_non_float_and_non_finite_weights_name_file_and_tensor(tiny, tmp_path, e
 def test_truncated_or_garbled_safetensors_name_the_file(tiny, tmp_path, damage):
     path = _copy(tiny[0], tmp_path / "ckpt")
     file = os.path.join(path, "model.safetensors")
-    raw = bytearray(open(file, "rb").read())
+    raw = bytearray(Path(file).read_bytes())
     if damage == "truncate":
         raw = raw[: len(raw) // 2]
     elif damage == "garble_header":
         raw[8:72] = b"\xff" * 64
     else:  # the 8-byte header length says more than the file holds
         raw[:8] = (len(raw) * 4).to_bytes(8, "little")
-    open(file, "wb").write(bytes(raw))
+    Path(file).write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match=rf"{file}: not a readable safetensors file"):
         pm.load_pretrained(path)
 
@@ -193,9 +194,9 @@ def test_an_invalid_config_json_names_its_path(tiny, tmp_path, text, problem):
     path = _copy(tiny[0], tmp_path / "ckpt")
     config_path = os.path.join(path, "config.json")
     if text is None:
-        config = json.load(open(config_path))
+        config = json.loads(Path(config_path).read_text())
         del config["hidden_size"]
         text = json.dumps(config)
-    open(config_path, "w").write(text)
+    Path(config_path).write_text(text)
     with pytest.raises(CheckpointError, match=rf"{config_path}: .*{problem}"):
         pm.load_pretrained(path)

@@ -133,7 +133,7 @@ def _read_json(file: str) -> dict:
 def _open(file: str):
     try:
         return safe_open(file, framework="numpy")
-    except Exception as e:  # SafetensorError for a truncated header, OSError, ...
+    except Exception as e:  # noqa: BLE001 - SafetensorError for a truncated header, OSError, ...
         raise CheckpointError(
             f"{file}: not a readable safetensors file ({type(e).__name__}: {e}); the file is truncated or "
             f"damaged: re-download it."
@@ -186,7 +186,7 @@ def _weight(file: str, handle, name: str) -> np.ndarray:
     try:
         dtype = handle.get_slice(name).get_dtype()
         value = handle.get_tensor(name)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001
         raise CheckpointError(
             f"{file}: tensor {name!r} cannot be read ({type(e).__name__}: {e}); the file is truncated or "
             f"damaged: re-download it."
