@@ -5,6 +5,8 @@ the next major/minor series whose APIs (Flax NNX, orbax) change without notice.
 """
 from setuptools import find_packages, setup
 
+_HF = ["datasets>=3.0", "pyarrow>=15.0"]
+
 setup(
     name="purejax",
     version="0.1.0",
@@ -13,6 +15,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["purejax", "purejax.*"]),
+    # The PURE training prompts and the five benchmarks (purejax/data_files/math/provenance.json):
+    # installed with the code, so a wheel or a non-editable install needs nothing beside it.
+    package_data={"purejax": ["data_files/math/*.json", "data_files/math/*.jsonl"]},
+    include_package_data=True,
     install_requires=[
         # jax.lax.cummin/cumsum with reverse=, jax.shard_map, jax.make_mesh.
         "jax>=0.6.0",
@@ -37,7 +43,10 @@ setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
+        # Hugging Face datasets ids and parquet files as data.train_path / data.eval_paths.
+        "hf": _HF,
         "dev": [
+            *_HF,  # the tests of those readers run too
             "pytest>=8.0",
             # The torch reference for logit/generate parity tests. 2.13.0 is the CPU
             # build on the project machines' disk; any other version pulls CUDA wheels.

@@ -1,10 +1,11 @@
 """PURE-PRM on Qwen2.5-7B: PRM rewards only, soft-min credit (T = 0.1), lr 5e-7.
 
     python -m experiments.train --config configs/qwen25_7b_prm.py --workdir /tmp/qwen25_7b_prm
-    python -m experiments.evaluate --checkpoint $PUREJAX_MODELS/Qwen2.5-7B   # the base model
+    python -m experiments.evaluate --checkpoint Qwen/Qwen2.5-7B   # the base model
 
-1000 steps of 64 prompts x 8 samples. Needs $PUREJAX_MODELS/Qwen2.5-7B and $PUREJAX_MODELS/PURE-PRM-7B
-(HF repos in purejax/model_paths.py; or override --config.policy.path / --config.prm.path).
+1000 steps of 64 prompts x 8 samples. Needs the checkpoints Qwen/Qwen2.5-7B and jinachris/PURE-PRM-7B
+in the HF cache or $PUREJAX_MODELS (purejax/model_paths.py), or override --config.policy.path /
+--config.prm.path.
 Expected: VR-level accuracy in ~30% of the steps, then reward hacking (zero- or
 one-step answers the causal PRM rates highly, ~step 270), PURE_SPEC §8.2.
 Shared settings, and the choices made where paper and code differ: configs/qwen_common.py.

@@ -1,10 +1,10 @@
 """PURE-VR on Qwen2.5-7B: verifiable reward only, its own RLOO baseline, lr 1e-6.
 
     python -m experiments.train --config configs/qwen25_7b_vr.py --workdir /tmp/qwen25_7b_vr
-    python -m experiments.evaluate --checkpoint $PUREJAX_MODELS/Qwen2.5-7B   # the base model
+    python -m experiments.evaluate --checkpoint Qwen/Qwen2.5-7B   # the base model
 
-1000 steps of 64 prompts x 8 samples. Needs $PUREJAX_MODELS/Qwen2.5-7B
-(HF repos in purejax/model_paths.py; or override --config.policy.path).
+1000 steps of 64 prompts x 8 samples. Needs the checkpoint Qwen/Qwen2.5-7B in the HF cache or $PUREJAX_MODELS
+(purejax/model_paths.py; or override --config.policy.path).
 Expected: the VR baseline the PRM runs are compared with (DeepSeek-R1-Zero style);
 with the shipped file only the 879 prompts with an answer are rewarded.
 Shared settings, and the choices made where paper and code differ: configs/qwen_common.py.

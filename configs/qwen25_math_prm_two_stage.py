@@ -6,7 +6,7 @@
         --config.data.eval_path=/data/prm800k/phase2_test.jsonl
 
 Needs local copies (nothing downloads at run time): the base model
-(`huggingface-cli download Qwen/Qwen2.5-Math-7B --local-dir /data/Qwen2.5-Math-7B`)
+(`hf download Qwen/Qwen2.5-Math-7B --local-dir /data/Qwen2.5-Math-7B`)
 and OpenAI's PRM800K (github.com/openai/prm800k, prm800k/data/*.jsonl via
 git-lfs), converted on load with TRL's rules (purejax.prm_data.prm800k_to_trl:
 rating 1 is a good step, -1 and neutral 0 bad; the paper's "369k" matches TRL's

@@ -7,10 +7,11 @@ x 8 samples, one gradient step per rollout, sampling temperature 1.0, KL beta
 7168 response tokens, soft-min T = 0.1, token-mean baseline with whitening,
 checkpoint and greedy evaluation (3000 tokens) every 50 steps.
 
-Checkpoints are read from `$PUREJAX_MODELS/<name>` (purejax.model_paths; default
-<repo>/../shared/models); a missing one fails before anything loads, naming the
-HF repo to download and the field to override (--config.policy.path=DIR,
---config.prm.path=DIR). The data default to shared/data/math ($PUREJAX_DATA_DIR).
+Checkpoints are the Hub ids, resolved through the local HF cache, or
+`$PUREJAX_MODELS/<name>` when PUREJAX_MODELS is set (purejax.model_paths); a
+missing one fails before anything loads, naming the HF repo, the `hf download`
+command and the field to override (--config.policy.path=DIR, --config.prm.path=DIR).
+The data default to the files shipped in the package (purejax/data_files/math).
 
 Choices where the sources differ (PURE_SPEC: the paper is the default):
 - VR baseline: the paper's own plain RLOO ('rloo'); the verl code's variant

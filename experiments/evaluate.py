@@ -1,12 +1,19 @@
 """Score a checkpoint as the paper does: greedy pass@1 on the five benchmarks, optionally Best-of-N with a PRM.
 
-    python -m experiments.evaluate --checkpoint $PUREJAX_MODELS/Qwen2.5-Math-7B --out results/base.json
-    python -m experiments.evaluate --checkpoint DIR --prm $PUREJAX_MODELS/PURE-PRM-7B --n 8 \\
+    python -m experiments.evaluate --checkpoint Qwen/Qwen2.5-Math-7B --out results/base.json
+    python -m experiments.evaluate --checkpoint DIR --prm jinachris/PURE-PRM-7B --n 8 \\
         --benchmarks math500,amc23 --limit 100
+    python -m experiments.evaluate --checkpoint DIR --data gsm8k=openai/gsm8k:main:test \\
+        --data mine=problems.jsonl --question_key problem --chat_template
 
 --checkpoint is a local HF directory (config.json, safetensors, tokenizer files;
---tokenizer when the tokenizer lives elsewhere). Greedy decoding, 3000 new
-tokens, the Qwen2.5-Math chat template, no code execution, math-verify. With
+--tokenizer when the tokenizer lives elsewhere) or a Hub id from the local HF cache.
+--data NAME=SOURCE (repeatable) adds any dataset: a .jsonl, .json or .parquet file or an
+HF dataset id ORG/NAME[:CONFIG][:SPLIT] (pip install 'purejax[hf]'), with the question and
+answer columns found or given (--question_key, --answer_key); with --data only those sets
+are scored unless --benchmarks is given too. Greedy decoding, 3000 new
+tokens, the Qwen2.5-Math chat template (--chat_template: the tokenizer's own, with the
+paper's system prompt), no code execution, math-verify. With
 --prm, N responses per problem (temperature 1.0) are reranked by the PRM's
 step rewards aggregated by min / soft-min sum (T = 0.1) / last step / sum;
 pass@N, majority vote and the mean sample accuracy are reported alongside.
@@ -30,7 +37,21 @@ def parse(argv):
     parser.add_argument("--tokenizer", default="", help="tokenizer directory (default: --checkpoint)")
     parser.add_argument("--prm", default="", help="local HF PRM directory (token classifier) for Best-of-N")
     parser.add_argument(
-        "--benchmarks", default=",".join(BENCHMARKS), help=f"comma-separated subset of {','.join(BENCHMARKS)}"
+        "--benchmarks",
+        default=None,
+        help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all five, or none with --data)",
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="NAME=SOURCE",
+        help="another evaluation set: a .jsonl/.json/.parquet file or an HF dataset id ORG/NAME[:CONFIG][:SPLIT]",
+    )
+    parser.add_argument("--question_key", default="", help="question column of --data sets (default: found)")
+    parser.add_argument("--answer_key", default="", help="answer column of --data sets (default: found)")
+    parser.add_argument(
+        "--chat_template", action="store_true", help="format prompts with the tokenizer's own chat template"
     )
     parser.add_argument("--limit", type=int, default=0, help="first N problems per benchmark (0: all)")
     parser.add_argument(
@@ -53,11 +74,23 @@ def parse(argv):
         "the environment)",
     )
     args = parser.parse_args(argv)
+    if args.benchmarks is None:
+        args.benchmarks = "" if args.data else ",".join(BENCHMARKS)
     names = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
     unknown = [b for b in names if b not in BENCHMARKS]
-    if unknown or not names:
+    if unknown or not (names or args.data):
         parser.error(f"--benchmarks: unknown {unknown or '(empty)'}; choose from {','.join(BENCHMARKS)}")
     args.benchmarks = names
+    sets = {}
+    for item in args.data:
+        name, _, source = item.partition("=")
+        name, source = name.strip(), source.strip()
+        if not name or not source or "/" in name:
+            parser.error(f"--data {item!r}: expected NAME=SOURCE, e.g. gsm8k=openai/gsm8k:main:test (NAME without '/')")
+        if name in sets or name in names:
+            parser.error(f"--data: the name {name!r} is used twice; every evaluation set needs its own name")
+        sets[name] = source
+    args.data = sets
     if args.mesh:
         from purejax.sharding import parse_mesh
 
@@ -91,10 +124,13 @@ def main(argv=None) -> dict:
     from purejax.models import load_pretrained
 
     try:
-        require_checkpoint_dir(args.checkpoint, "checkpoint", "the policy checkpoint")
+        # Hub ids resolve to their cached snapshot here, once.
+        args.checkpoint = require_checkpoint_dir(args.checkpoint, "checkpoint", "the policy checkpoint")
         if args.prm:
-            require_checkpoint_dir(args.prm, "prm", "the PRM checkpoint")
+            args.prm = require_checkpoint_dir(args.prm, "prm", "the PRM checkpoint")
         benchmarks = {name: data.load_benchmark(name) for name in args.benchmarks}
+        for name, source in args.data.items():
+            benchmarks[name] = data.load_eval_set(name, source, args.question_key, args.answer_key)
     except (FileNotFoundError, DataError) as error:
         sys.exit(f"error: {str(error).replace('--config.', '--').replace('config.', '--')}")
     if args.limit:
@@ -114,10 +150,15 @@ def main(argv=None) -> dict:
     model = load_pretrained(args.checkpoint, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.checkpoint)
     prm = load_pretrained(args.prm, dtype=dtype) if args.prm else None
+    try:
+        template = data.chat_template_prompt(tokenizer) if args.chat_template else data.DEFAULT_PROMPT_TEMPLATE
+    except DataError as error:
+        sys.exit(f"error: --chat_template: {error}")
     report = evaluation.evaluate(
         model,
         tokenizer,
         benchmarks,
+        template=template,
         prm=prm,
         prm_batch_size=args.prm_batch_size,
         n=args.n,

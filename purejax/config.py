@@ -7,7 +7,8 @@ rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
     seed, num_seeds, total_steps, checkpoint_every, eval_every
     policy    (path, dtype, arch)
     prm       (path, step_token, dtype, arch)
-    data      (train_path, eval_names, eval_paths, prompt_template, step_separator)
+    data      (train_path, eval_names, eval_paths, question_key, answer_key, prompt_template,
+               chat_template, step_separator)
     rollout   (prompts_per_step, samples_per_prompt, max_prompt_len, max_new_tokens,
                temperature, top_p, top_k)
     rewards   name -> {type, weight, applies_to, fraction, level, baseline, type params}
@@ -45,7 +46,7 @@ from typing import Any, Callable, Mapping, Sequence
 import ml_collections
 
 from purejax.credit import CREDIT_MODES
-from purejax.data import BENCHMARKS, DEFAULT_PROMPT_TEMPLATE, TRAIN_FILE, DATA_DIR
+from purejax.data import BENCHMARKS, DATA_DIR, DEFAULT_PROMPT_TEMPLATE, TRAIN_FILE
 from purejax.losses import KL_ESTIMATORS
 from purejax.pure import BASELINES
 from purejax.reductions import LOSS_AGGREGATIONS
@@ -85,7 +86,10 @@ def defaults() -> ml_collections.ConfigDict:
             train_path=os.path.join(DATA_DIR, TRAIN_FILE),
             eval_names=BENCHMARKS,
             eval_paths=tuple(os.path.join(DATA_DIR, f"{name}.jsonl") for name in BENCHMARKS),
+            question_key="",  # "": the first of purejax.data.QUESTION_KEYS the data has
+            answer_key="",  # "": the first of purejax.data.ANSWER_KEYS
             prompt_template=DEFAULT_PROMPT_TEMPLATE,
+            chat_template=False,  # True: the tokenizer's own chat template instead of prompt_template
             step_separator="\n\n",
         )
     )
@@ -399,6 +403,15 @@ def _validate_cross(values) -> None:
             f"has {len(data['eval_paths'])} entries but data.eval_names has "
             f"{len(data['eval_names'])}; give one path per name",
         )
+    names = list(data["eval_names"])
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip() or "/" in name:
+            _fail(f"data.eval_names[{i}]", f"must be a non-empty name without '/', got {name!r}")
+        if names.index(name) != i:
+            _fail(f"data.eval_names[{i}]", f"repeats {name!r}; every evaluation set needs its own name (prompt ids are NAME/id)")
+    for key in ("question_key", "answer_key"):
+        if data[key] != data[key].strip():
+            _fail(f"data.{key}", f"must be a column name without surrounding spaces (or '' for auto), got {data[key]!r}")
     if "{question}" not in data["prompt_template"]:
         _fail("data.prompt_template", "must contain the placeholder {question}")
     if not values["prm"]["step_token"]:

@@ -23,20 +23,31 @@ FIELD_DOCS = {
     "total_steps": "RL steps (one rollout batch and one update each).",
     "checkpoint_every": "Steps between orbax checkpoints (one is always written at the end).",
     "eval_every": "Steps between greedy evaluations (also at step 0 and at the end).",
-    "policy.path": "Local HF directory of the policy (config.json, safetensors, tokenizer), or a built-in task's name (purejax.tasks).",
+    "policy.path": "Local HF directory of the policy (config.json, safetensors, tokenizer), a Hub id ORG/NAME "
+    "from the local HF cache (downloaded when online), or a built-in task's name (purejax.tasks).",
     "policy.dtype": "Parameter and compute dtype of the policy: float32, bfloat16 or float16.",
     "policy.arch": "Architecture without weights for experiments.plan: a name of purejax.models.archs.ARCH_TABLE "
     "(\"\" = config.json in policy.path, or the table entry of its checkpoint name).",
-    "prm.path": "Local HF directory of the PRM (a ...ForTokenClassification), or a built-in PRM's name (purejax.tasks); read only when a reward source needs the 'prm' scorer.",
+    "prm.path": "Local HF directory or Hub id of the PRM (a ...ForTokenClassification), or a built-in PRM's "
+    "name (purejax.tasks); read only when a reward source needs the 'prm' scorer.",
     "prm.step_token": "The PRM's step token; every step-end token is replaced by it (PURE_SPEC §2).",
     "prm.dtype": "Parameter and compute dtype of the PRM.",
     "prm.arch": "Like policy.arch, for the PRM (a token classifier with 2 labels).",
     "prm.batch_size": "Rows per PRM scoring forward (0: the whole rollout batch in one call); bounds "
     "the PRM's activation memory.",
-    "data.train_path": "Training prompts (JSON with question/answer; answer \"null\" when absent).",
-    "data.eval_names": "Names of the held-out benchmarks.",
-    "data.eval_paths": "One file per eval name (the five benchmarks of the paper by default).",
+    "data.train_path": "Training prompts: a .jsonl, .json or .parquet file or an HF dataset id ORG/NAME[:CONFIG][:SPLIT] "
+    "(`pip install 'purejax[hf]'`; offline from the local cache); answer \"null\" or null when absent. "
+    "Default: the PURE prompts shipped in the package.",
+    "data.eval_names": "Names of the held-out sets (the five benchmark names read in their own formats; "
+    "prompt ids are NAME/id, so names are unique).",
+    "data.eval_paths": "One source per eval name, as data.train_path (the five benchmarks of the paper, "
+    "shipped in the package, by default).",
+    "data.question_key": "Question column (\"\" = the first of question, problem, prompt the data has).",
+    "data.answer_key": "Answer column (\"\" = answer or final_answer); a string or a finite number, never a "
+    "boolean or NaN.",
     "data.prompt_template": "Prompt format with a `{question}` placeholder (Qwen2.5-Math chat template).",
+    "data.chat_template": "Format prompts with the tokenizer's own chat template (the paper's system prompt, "
+    "then the question) instead of data.prompt_template.",
     "data.step_separator": "Text that ends a reasoning step; every token whose text ends with it is a step end.",
     "rollout.prompts_per_step": "Prompts per RL step.",
     "rollout.samples_per_prompt": "Responses per prompt (K, the group of the baselines).",
@@ -116,7 +127,7 @@ def _fields(section, prefix=""):
 
 
 def _show(value) -> str:
-    text = repr(value).replace(DATA_DIR, "<shared>/data/math")
+    text = repr(value).replace(DATA_DIR, "<purejax>/data_files/math")
     if len(text) > 60:
         text = text[:57] + "..."
     return "`" + text.replace("|", "\\|").replace("`", "'") + "`"

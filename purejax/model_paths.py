@@ -1,12 +1,15 @@
-"""Where the paper's checkpoints live on this machine, and what to do when one is missing.
+"""Where the paper's checkpoints come from, and what to do when one is missing.
 
-Nothing downloads at run time. The real configs (configs/qwen25_*.py) point at
-`$PUREJAX_MODELS/<name>`, so a user who downloads every checkpoint into one
-directory needs no overrides:
+`config.policy.path` / `config.prm.path` are a local HF checkpoint directory or a Hub id
+(`Qwen/Qwen2.5-Math-7B`) resolved through huggingface_hub's local cache (purejax.hub:
+downloaded into the cache when online, read from it alone when HF_HUB_OFFLINE is set or the
+network fails). The real configs (configs/qwen25_*.py) use the Hub ids, unless
+$PUREJAX_MODELS names a directory holding one sub-directory per checkpoint:
 
-    export PUREJAX_MODELS=/data/models        # default: <repo>/../shared/models, beside the data
-    huggingface-cli download Qwen/Qwen2.5-Math-7B --local-dir $PUREJAX_MODELS/Qwen2.5-Math-7B
-    huggingface-cli download jinachris/PURE-PRM-7B --local-dir $PUREJAX_MODELS/PURE-PRM-7B
+    hf download Qwen/Qwen2.5-Math-7B                       # into the HF cache, or:
+    export PUREJAX_MODELS=/data/models
+    hf download Qwen/Qwen2.5-Math-7B --local-dir $PUREJAX_MODELS/Qwen2.5-Math-7B
+    hf download jinachris/PURE-PRM-7B --local-dir $PUREJAX_MODELS/PURE-PRM-7B
 
 Any other local directory works too: `--config.policy.path=/elsewhere/Qwen2.5-Math-7B`.
 """
@@ -15,11 +18,12 @@ from __future__ import annotations
 
 import os
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Same convention as purejax.data.DATA_DIR (shared/data/math beside the repository).
-MODELS_DIR = os.environ.get("PUREJAX_MODELS", os.path.join(os.path.dirname(_REPO), "shared", "models"))
+from purejax import hub
 
-# Local directory name -> the HF repository it is downloaded from (PURE_SPEC §7).
+# "" = no local model directory: the configs name Hub ids.
+MODELS_DIR = os.environ.get("PUREJAX_MODELS", "")
+
+# Local directory name -> the HF repository it is downloaded from (docs/pure.md, hyperparameters).
 HF_REPOS = {
     "Qwen2.5-Math-7B": "Qwen/Qwen2.5-Math-7B",
     "Qwen2.5-Math-1.5B": "Qwen/Qwen2.5-Math-1.5B",
@@ -27,12 +31,15 @@ HF_REPOS = {
     "PURE-PRM-7B": "jinachris/PURE-PRM-7B",
 }
 
+# What a checkpoint resolution fetches from the Hub: no .bin/.pth duplicates of the weights.
+_CHECKPOINT_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
+
 
 def local_path(name: str) -> str:
-    """`MODELS_DIR/name` for a checkpoint of HF_REPOS (read when the config is built)."""
+    """`$PUREJAX_MODELS/name` when PUREJAX_MODELS is set, else the Hub id of checkpoint `name`."""
     if name not in HF_REPOS:
         raise ValueError(f"local_path: unknown checkpoint {name!r}; known: {', '.join(HF_REPOS)}.")
-    return os.path.join(MODELS_DIR, name)
+    return os.path.join(MODELS_DIR, name) if MODELS_DIR else HF_REPOS[name]
 
 
 def hf_repo_for(path: str) -> str | None:
@@ -42,26 +49,51 @@ def hf_repo_for(path: str) -> str | None:
     return HF_REPOS.get(os.path.basename(os.path.normpath(path))) if path else None
 
 
-def require_checkpoint_dir(path: str, field: str, what: str) -> None:
-    """Raises FileNotFoundError unless `path` is a local HF checkpoint directory (has config.json).
+def resolve_checkpoint(path: str) -> str:
+    """The local directory of checkpoint `path`: itself, or the cached snapshot of a Hub id.
 
-    The message names the config field, the HF repo to download when the path
-    is one of ours, where to put it and how to point the config elsewhere.
+    Raises hub.NotCached (a FileNotFoundError) for a Hub id that is not cached and cannot be
+    downloaded now.
     """
-    if path and os.path.isfile(os.path.join(path, "config.json")):
-        return
+    if path and not os.path.exists(path) and hub.is_hub_id(path):
+        return hub.snapshot(path, allow_patterns=_CHECKPOINT_FILES)
+    return path
+
+
+def require_checkpoint_dir(path: str, field: str, what: str) -> str:
+    """The local HF checkpoint directory (has config.json) of `path`, a directory or a Hub id.
+
+    Raises FileNotFoundError naming the config field, the HF repo to download when the path
+    is one of ours, the `hf download` command, where to put it and how to point the config
+    elsewhere.
+    """
+    cache_problem = ""
+    if path and not os.path.exists(path) and hub.is_hub_id(path):
+        try:
+            resolved = resolve_checkpoint(path)
+        except hub.NotCached as error:
+            cache_problem = f" As a Hub id: {error}"
+        else:
+            if os.path.isfile(os.path.join(resolved, "config.json")):
+                return resolved
+            cache_problem = f" Its cached snapshot {resolved} has no config.json."
+    elif path and os.path.isfile(os.path.join(path, "config.json")):
+        return path
     problem = "is not a local directory" if not path or not os.path.isdir(path) else "has no config.json"
     repo = hf_repo_for(path)
     if repo is not None:
-        target = path if os.path.isabs(path) else local_path(os.path.basename(os.path.normpath(path)))
+        name = os.path.basename(os.path.normpath(path))
+        target = path if os.path.isabs(path) else os.path.join(MODELS_DIR or "/data/models", name)
         how = (
-            f"Download {what} from the Hugging Face repo {repo} on a machine with internet access, e.g. "
-            f"`huggingface-cli download {repo} --local-dir {target}` (set PUREJAX_MODELS to choose the "
-            f"directory, default {MODELS_DIR}), or pass another local copy with --config.{field}=DIR."
+            f"Download {what} from the Hugging Face repo {repo}, e.g. `{hub.download_command(repo)}` "
+            f"(into the HF cache; then --config.{field}={repo} works offline too) or "
+            f"`{hub.download_command(repo, local_dir=target)}` (set PUREJAX_MODELS to the directory "
+            f"holding it), or pass another local copy with --config.{field}=DIR."
         )
     else:
         how = (
-            f"Download {what} (config.json, *.safetensors and the tokenizer files) on a machine with "
-            f"internet access, copy it here and pass its path, e.g. --config.{field}=/data/models/NAME."
+            f"Download {what} (config.json, *.safetensors and the tokenizer files) into a local HF checkpoint "
+            f"directory and pass it, e.g. --config.{field}=/data/models/NAME, or pass a Hub id ORG/NAME that "
+            f"is in the local HF cache (`hf download ORG/NAME`)."
         )
-    raise FileNotFoundError(f"config.{field}={path!r} {problem}. {how} Nothing is downloaded at run time.")
+    raise FileNotFoundError(f"config.{field}={path!r} {problem}.{cache_problem} {how}")

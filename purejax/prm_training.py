@@ -135,7 +135,7 @@ def load_start_model(config, path: str | None = None) -> tuple[Any, Any]:
         raise FileNotFoundError(
             f"config.model.path={path!r} is not a local directory. Download the base model (config.json, "
             f"*.safetensors, tokenizer files) on a machine with internet access, e.g. "
-            f"`huggingface-cli download Qwen/Qwen2.5-Math-7B --local-dir /data/Qwen2.5-Math-7B`, and pass "
+            f"`hf download Qwen/Qwen2.5-Math-7B --local-dir /data/Qwen2.5-Math-7B`, and pass "
             f"--config.model.path=/data/Qwen2.5-Math-7B. Nothing is downloaded at run time."
         )
     dtype = jnp.dtype(config.model.dtype)

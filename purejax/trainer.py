@@ -22,6 +22,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from purejax import checkpoint as checkpoint_lib
+from purejax import data as data_lib
 from purejax import metrics_log
 from purejax import monitors
 from purejax import rollout as rollout_lib
@@ -61,7 +62,7 @@ class Trainer:
         self.separator_ids = jnp.asarray(steps_lib.separator_ids(task.tokenizer, config.data.step_separator))
         self.eos_ids = stop_token_ids(task.tokenizer)
         self.pad_id = int(task.tokenizer.pad_token_id or 0)
-        template, width = config.data.prompt_template, int(r.max_prompt_len)
+        template, width = data_lib.prompt_template(config.data, task.tokenizer), int(r.max_prompt_len)
         self.train_ids, self.train_mask = encode_prompts(task.tokenizer, task.train_prompts, template, width)
         self.eval_ids, self.eval_mask = encode_prompts(task.tokenizer, task.eval_prompts, template, width)
         self.partitioner = p = sharding.from_config(config)

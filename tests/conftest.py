@@ -18,6 +18,9 @@ from purejax.xla_cache import MIN_COMPILE_SECONDS  # JAX's default, 1 s, would s
 
 
 def pytest_configure(config):
+    # Nothing in the suite downloads: the paper configs name Hub ids (Qwen/Qwen2.5-Math-7B, 15 GB)
+    # that purejax.hub would fetch when online. Offline, they resolve from the cache or fail fast.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cache_dir = tempfile.mkdtemp(prefix="purejax_test_xla_cache_")
     config._purejax_xla_cache = cache_dir
     os.environ["JAX_COMPILATION_CACHE_DIR"] = cache_dir

@@ -51,6 +51,10 @@ def test_overrides_as_strings_and_mapping():
         ({"rollout.samples_per_prompt": 0}, "config.rollout.samples_per_prompt", "(0, inf)"),
         ({"rolout.temperature": 1.0}, "config.rolout", "Did you mean 'rollout'"),
         ({"rewards.vr.correct": -1.0}, "config.rewards.vr.correct", "must be > wrong"),
+        ({"data.eval_names": ("a", "b", "c", "d", "a")}, "config.data.eval_names[4]", "repeats 'a'"),
+        ({"data.eval_names": ("a", "b/c", "c", "d", "e")}, "config.data.eval_names[1]", "without '/'"),
+        ({"data.question_key": " problem"}, "config.data.question_key", "column name"),
+        ({"data.chat_template": "yes"}, "config.data.chat_template", "must be a bool"),
     ],
 )
 def test_bad_values_give_one_message_naming_the_field(override, field, allowed):

@@ -305,6 +305,39 @@ def test_cli_refuses_missing_checkpoint_and_unknown_benchmark(tmp_path, capsys):
     assert "math50" in capsys.readouterr().err
 
 
+def test_cli_evaluates_any_dataset_with_the_tokenizers_chat_template(ckpt, tmp_path):
+    """--data NAME=FILE with its own columns, alone (no built-in benchmark), formatted with the
+    tokenizer's own chat template; the texts are those of evaluation.generate on the same prompts."""
+    from transformers import AutoTokenizer
+
+    from experiments import evaluate as cli
+
+    path = tmp_path / "mine.jsonl"
+    rows = [{"uid": f"q{i}", "text": p.question, "gold": p.answer} for i, p in enumerate(data.load_benchmark("amc23")[:2])]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tokenizer = AutoTokenizer.from_pretrained(ckpt["policy"])
+    tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n\n{% endfor %}[assistant] "
+    policy = os.path.join(tmp_path, "policy")
+    import shutil
+
+    shutil.copytree(ckpt["policy"], policy)
+    tokenizer.save_pretrained(policy)
+    argv = ["--checkpoint", policy, "--data", f"mine={path}", "--question_key", "text", "--answer_key", "gold"]
+    argv += ["--max_new_tokens", str(NEW_TOKENS), "--batch_size", str(BATCH), "--dtype", "float32", "--quiet"]
+    report = cli.main(argv + ["--chat_template"])
+    assert list(report["greedy"]) == ["mine", "average"] and report["greedy"]["mine"]["count"] == 2
+    template = report["settings"]["prompt_template"]
+    assert template == data.chat_template_prompt(tokenizer) and template.startswith("[system] Please reason")
+    prompts = data.load_eval_set("mine", str(path), "text", "gold")
+    assert [p.id for p in prompts] == ["mine/0", "mine/1"]
+    want = evaluation.generate(
+        load_pretrained(policy), tokenizer, prompts, max_new_tokens=NEW_TOKENS, batch_size=BATCH,
+        template=template, show_progress=False,
+    )
+    assert [r["id"] for r in report["problems"]] == ["mine/0", "mine/1"]
+    assert [r["greedy"]["text"] for r in report["problems"]] == [t[0] for t in want.texts]
+
+
 def test_sharded_evaluation_on_a_mesh_equals_one_device(run, ckpt):
     """experiments.evaluate --mesh data=2,fsdp=2,tensor=2 on 8 simulated CPU devices (a
     subprocess: jax fixes its device count at start-up): the same greedy and Best-of-N texts,

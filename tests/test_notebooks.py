@@ -1,4 +1,5 @@
-"""The notebooks run top to bottom on a CPU, and are committed without outputs."""
+"""The notebooks run top to bottom on a CPU, from where Jupyter starts them (notebooks/), and are
+committed without outputs."""
 
 import os
 
@@ -30,8 +31,9 @@ def test_runs_top_to_bottom(name, tmp_path, monkeypatch):
 
     notebook = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # The kernel starts in notebooks/, as Jupyter starts it: the notebook must find configs/ itself.
     NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}}
     ).execute()
     errors = [
         o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"

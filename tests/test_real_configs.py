@@ -38,7 +38,11 @@ def test_config_has_the_papers_hyperparameters(model, run):
     assert (c.advantage.credit, c.advantage.temperature) == ("soft_min", 0.1)
     assert c.eval.max_new_tokens == 3000
     assert model_paths.hf_repo_for(c.policy.path) == repo
-    assert c.policy.path == os.path.join(model_paths.MODELS_DIR, repo.split("/")[1])
+    # $PUREJAX_MODELS/NAME when that is set, else the Hub id (resolved from the HF cache).
+    name = repo.split("/")[1]
+    assert c.policy.path == (os.path.join(model_paths.MODELS_DIR, name) if model_paths.MODELS_DIR else repo)
+    assert not c.data.chat_template  # the paper's Qwen2.5-Math template
+    assert c.data.prompt_template.startswith("<|im_start|>system\nPlease reason step by step")
     assert model_paths.hf_repo_for(c.prm.path) == "jinachris/PURE-PRM-7B"
     assert sorted(c.rewards) == sorted({"prm": ["prm"], "vr": ["vr"], "prm_vr": ["prm", "vr"]}[run])
     if "prm" in c.rewards:
@@ -102,11 +106,13 @@ def test_missing_data_file_names_the_field(tmp_path):
         tasks.build_task(c)
 
 
-def test_an_unknown_path_keeps_the_generic_advice():
+def test_an_unknown_path_keeps_the_generic_advice(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"config.policy.path='/nonexistent/x'.*Download the policy"):
         model_paths.require_checkpoint_dir("/nonexistent/x", "policy.path", "the policy checkpoint")
-    # A bare HF repo id as the path (configs/common.py's) is recognised too.
-    with pytest.raises(FileNotFoundError, match=r"huggingface-cli download Qwen/Qwen2.5-Math-7B"):
+    # A bare HF repo id as the path (the configs' default) is recognised too; offline, from an empty cache.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"`hf download Qwen/Qwen2.5-Math-7B`"):
         model_paths.require_checkpoint_dir("Qwen/Qwen2.5-Math-7B", "policy.path", "the policy checkpoint")
 
 

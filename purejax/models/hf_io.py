@@ -1,7 +1,13 @@
 """Reads and writes HF checkpoint directories (config.json + safetensors) for the Decoder.
 
-Local directories only; nothing downloads. Supported architectures: Qwen2ForCausalLM,
+A path is a local directory or a Hub id resolved through huggingface_hub's local cache
+(purejax.model_paths.resolve_checkpoint). Supported architectures: Qwen2ForCausalLM,
 LlamaForCausalLM, Qwen2ForTokenClassification, LlamaForTokenClassification.
+
+Loading refuses, with one CheckpointError naming the file (and tensor), what would otherwise
+load silently wrong or fail with a bare library error: an unreadable config.json, a truncated
+or garbled safetensors file, an integer or boolean tensor where a float weight belongs, and
+NaN or infinite weights.
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ from purejax.models.decoder import Decoder
 
 # Tensors some checkpoints carry that hold no parameters of ours (old RoPE buffers).
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+# safetensors dtype codes of float weights; anything else (I32, BOOL, ...) is not a weight of ours.
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+class CheckpointError(ValueError):
+    """An HF checkpoint that cannot be loaded as it is; the message names the file and tensor."""
 
 
 class _TensorSpec(NamedTuple):
@@ -107,16 +119,38 @@ def _tensor_specs(c: DecoderConfig) -> list[_TensorSpec]:
     return specs
 
 
+def _read_json(file: str) -> dict:
+    try:
+        with open(file, encoding="utf-8") as f:
+            value = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{file}: not valid JSON ({e}); re-download or re-save the checkpoint.") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{file}: expected a JSON object, got {type(value).__name__}.")
+    return value
+
+
+def _open(file: str):
+    try:
+        return safe_open(file, framework="numpy")
+    except Exception as e:  # noqa: BLE001 - SafetensorError for a truncated header, OSError, ...
+        raise CheckpointError(
+            f"{file}: not a readable safetensors file ({type(e).__name__}: {e}); the file is truncated or "
+            f"damaged: re-download it."
+        ) from None
+
+
 def _tensor_files(path: str) -> dict[str, str]:
     """Tensor name -> safetensors file, from model.safetensors or a sharded index."""
     single = os.path.join(path, "model.safetensors")
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.exists(single):
-        with safe_open(single, framework="numpy") as f:
+        with _open(single) as f:
             return {name: single for name in f.keys()}
     if os.path.exists(index):
-        with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f)["weight_map"]
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index}: has no 'weight_map' object (tensor name -> file).")
         return {name: os.path.join(path, file) for name, file in weight_map.items()}
     raise FileNotFoundError(
         f"{path} has neither model.safetensors nor model.safetensors.index.json; purejax reads "
@@ -125,24 +159,62 @@ def _tensor_files(path: str) -> dict[str, str]:
     )
 
 
+def _local(path: str) -> str:
+    from purejax.model_paths import resolve_checkpoint
+
+    return resolve_checkpoint(path)
+
+
 def load_config(path: str) -> DecoderConfig:
-    """DecoderConfig from `path`/config.json."""
-    config_path = os.path.join(path, "config.json")
+    """DecoderConfig from `path`/config.json (`path` a directory or a cached Hub id)."""
+    config_path = os.path.join(_local(path), "config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(
             f"{config_path} not found: load_pretrained needs a local HF "
             f"checkpoint directory with config.json."
         )
-    with open(config_path, encoding="utf-8") as f:
-        return DecoderConfig.from_hf(json.load(f))
+    hf = _read_json(config_path)
+    try:
+        return DecoderConfig.from_hf(hf)
+    except (ValueError, KeyError, TypeError) as e:
+        detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+        raise CheckpointError(f"{config_path}: {detail}") from None
+
+
+def _weight(file: str, handle, name: str) -> np.ndarray:
+    """Tensor `name` of `file`, refused unless it is a finite float tensor."""
+    try:
+        dtype = handle.get_slice(name).get_dtype()
+        value = handle.get_tensor(name)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(
+            f"{file}: tensor {name!r} cannot be read ({type(e).__name__}: {e}); the file is truncated or "
+            f"damaged: re-download it."
+        ) from None
+    if dtype not in _FLOAT_DTYPES:
+        raise CheckpointError(
+            f"{file}: tensor {name!r} has dtype {dtype}; weights must be floats ({', '.join(_FLOAT_DTYPES)}). "
+            f"Casting integers or booleans to weights would load a different model: re-export the checkpoint."
+        )
+    finite = np.isfinite(value)
+    if not finite.all():
+        bad = int(value.size - np.count_nonzero(finite))
+        raise CheckpointError(
+            f"{file}: tensor {name!r} has {bad} NaN or infinite values of {value.size}; the checkpoint is "
+            f"corrupt or was saved from a diverged run."
+        )
+    return value
 
 
 def load_pretrained(path: str, dtype=jnp.float32) -> Decoder:
-    """Loads a local HF checkpoint directory into a Decoder whose params/compute use `dtype`.
+    """Loads an HF checkpoint (directory or cached Hub id) into a Decoder whose params/compute use `dtype`.
 
     Raises ValueError naming the tensor and its expected shape when one is missing or has the
-    wrong shape, and naming any tensor this architecture does not have.
+    wrong shape, and naming any tensor this architecture does not have; CheckpointError (a
+    ValueError) naming the file and tensor for unreadable files and non-float or non-finite
+    weights.
     """
+    path = _local(path)
     config = load_config(path)
     files = _tensor_files(path)
     specs = _tensor_specs(config)
@@ -176,7 +248,9 @@ def load_pretrained(path: str, dtype=jnp.float32) -> Decoder:
         for s in specs:
             file = files[s.hf_name]
             if file not in handles:
-                handles[file] = safe_open(file, framework="numpy")
+                if not os.path.exists(file):
+                    raise CheckpointError(f"{file}: missing (the index names it for tensor {s.hf_name!r}).")
+                handles[file] = _open(file)
             handle = handles[file]
             shape = tuple(handle.get_slice(s.hf_name).get_shape())
             if shape != s.hf_shape:
@@ -184,7 +258,7 @@ def load_pretrained(path: str, dtype=jnp.float32) -> Decoder:
                     f"{path}: tensor {s.hf_name!r} has shape {shape}, expected shape "
                     f"{s.hf_shape} from config.json ({config.architecture})."
                 )
-            value = s.to_ours(handle.get_tensor(s.hf_name))
+            value = s.to_ours(_weight(file, handle, s.hf_name))
             flat[s.path].set_value(jnp.asarray(value, dtype=dtype))
     finally:
         handles.clear()
@@ -217,12 +291,17 @@ def save_pretrained(model: Decoder, path: str) -> None:
 def export_pretrained(
     model: Decoder, tokenizer, path: str, extra_json: dict[str, dict] | None = None
 ) -> None:
-    """`save_pretrained` plus the tokenizer and small JSON files, written atomically.
+    """`save_pretrained` plus the tokenizer, generation_config.json and small JSON files, written atomically.
 
     Everything goes into a temporary sibling directory that is renamed into place
     (replacing an earlier export at `path`), so a crash never leaves a half-written
-    checkpoint where transformers or `load_pretrained` would find it.
+    checkpoint where transformers or `load_pretrained` would find it. The files get the
+    modes the umask gives (not tempfile's 0600 / 0700). A causal LM's generation_config.json
+    holds the EOS ids purejax's sampler stops on, so transformers, vLLM and lm-eval stop on
+    the same tokens.
     """
+    from purejax import atomic
+
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
@@ -232,9 +311,28 @@ def export_pretrained(
         for name, payload in (extra_json or {}).items():
             with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
                 json.dump(payload, f, indent=2, sort_keys=True, default=str)
+        if model.config.head == "lm":
+            with open(os.path.join(tmp, "generation_config.json"), "w", encoding="utf-8") as f:
+                json.dump(generation_config(tokenizer), f, indent=2, sort_keys=True)
+        atomic.publish_mode(tmp)
         if os.path.isdir(path):
             shutil.rmtree(path)
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def generation_config(tokenizer) -> dict:
+    """The generation_config.json of an exported policy: the sampler's stop tokens as EOS.
+
+    Only the token ids: sampling settings belong to whoever generates.
+    """
+    from purejax.sampling import stop_token_ids
+
+    config = {"eos_token_id": stop_token_ids(tokenizer)}
+    if tokenizer.pad_token_id is not None:
+        config["pad_token_id"] = int(tokenizer.pad_token_id)
+    if tokenizer.bos_token_id is not None:
+        config["bos_token_id"] = int(tokenizer.bos_token_id)
+    return config

@@ -1,10 +1,10 @@
-"""A task from local Hugging Face checkpoints and data files: what the paper's runs use.
+"""A task from Hugging Face checkpoints and data files: what the paper's runs use.
 
     task = purejax.tasks.hf.build_task(config)   # config.policy.path, config.prm.path, config.data.*
 
 The policy and its tokenizer come from `config.policy.path`, the PRM (when a reward source
-needs the "prm" scorer) from `config.prm.path`, both local directories in HF format;
-nothing is downloaded. On a device mesh the weights load into host memory and go to the
+needs the "prm" scorer) from `config.prm.path`: local directories in HF format, or Hub ids
+read from the local HF cache (`purejax.hub`; offline, nothing is downloaded). On a device mesh the weights load into host memory and go to the
 devices shard by shard, so a 7B model never sits whole on one accelerator.
 """
 
@@ -24,24 +24,18 @@ from purejax.rewards.sources import scorers_needed
 from purejax.task import Task, step_token_id
 
 
-def check_paths(config) -> None:
-    """Fails before anything loads (a 7B model takes minutes) if a local path of the config is missing.
+def check_paths(config) -> dict[str, str]:
+    """Fails before anything loads (a 7B model takes minutes) if a path of the config is missing.
 
-    One FileNotFoundError naming the field, what to download (the HF repo for
-    the paper's checkpoints) and where to put it.
+    One FileNotFoundError naming the field, what to download (the HF repo for the paper's
+    checkpoints, with the `hf download` command) and where to put it. Returns the local
+    directory of each checkpoint (a Hub id resolves to its folder in the HF cache).
     """
-    require_checkpoint_dir(config.policy.path, "policy.path", "the policy checkpoint")
+    dirs = {"policy": require_checkpoint_dir(config.policy.path, "policy.path", "the policy checkpoint")}
     if "prm" in scorers_needed(config.rewards):
-        require_checkpoint_dir(config.prm.path, "prm.path", "the PRM checkpoint")
-    files = [("data.train_path", config.data.train_path)]
-    files += [(f"data.eval_paths[{i}]", path) for i, path in enumerate(config.data.eval_paths)]
-    for field, path in files:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"config.{field}={path!r} is not a file. The PURE training prompts and the five "
-                f"benchmarks ship in shared/data/math; set PUREJAX_DATA_DIR (now {data_lib.DATA_DIR}) to their "
-                f"directory or pass --config.{field}=FILE."
-            )
+        dirs["prm"] = require_checkpoint_dir(config.prm.path, "prm.path", "the PRM checkpoint")
+    data_lib.check_sources(config.data)
+    return dirs
 
 
 def build_task(config) -> Task:
@@ -50,25 +44,22 @@ def build_task(config) -> Task:
 
     from purejax.models import load_pretrained
 
-    check_paths(config)
+    dirs = check_paths(config)
     partitioner = sharding.from_config(config)
 
     def on_host():
         return jax.default_device(jax.devices("cpu")[0]) if partitioner else contextlib.nullcontext()
 
     with on_host():
-        policy = load_pretrained(config.policy.path, dtype=jnp.dtype(config.policy.dtype))
-    tokenizer = AutoTokenizer.from_pretrained(config.policy.path)
+        policy = load_pretrained(dirs["policy"], dtype=jnp.dtype(config.policy.dtype))
+    tokenizer = AutoTokenizer.from_pretrained(dirs["policy"])
     scorers = {}
     if "prm" in scorers_needed(config.rewards):
         with on_host():
-            prm_model = load_pretrained(config.prm.path, dtype=jnp.dtype(config.prm.dtype))
+            prm_model = load_pretrained(dirs["prm"], dtype=jnp.dtype(config.prm.dtype))
         step_id = step_token_id(tokenizer, config.prm.step_token)
         scorers["prm"] = scorer_for(prm_model, step_id, partitioner, int(config.prm.batch_size))
-    train_prompts = data_lib.load_train_prompts(config.data.train_path)
-    eval_prompts = []
-    for name, path in zip(config.data.eval_names, config.data.eval_paths):
-        eval_prompts.extend(data_lib.load_benchmark(name, path))
+    train_prompts, eval_prompts = data_lib.load_config_prompts(config.data)
     if config.eval.num_prompts:
         eval_prompts = eval_prompts[: int(config.eval.num_prompts)]
     return Task(policy, tokenizer, train_prompts, eval_prompts, scorers)
