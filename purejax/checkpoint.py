@@ -118,7 +118,7 @@ class Checkpointer:
     def _restore_step(self, step: int, abstract) -> tuple[Any, dict]:
         try:
             stored_tree = self._manager.item_metadata(step)["state"].tree
-        except Exception as error:  # noqa: BLE001 -- any failure to read means unreadable
+        except Exception as error:  # any failure to read means unreadable
             raise _Unreadable(f"has unreadable array metadata ({_short(error)})") from error
         if stored_tree is None:
             raise _Unreadable("has no array metadata (state/_METADATA missing?)")
@@ -134,7 +134,7 @@ class Checkpointer:
                     state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
                 ),
             )
-        except Exception as error:  # noqa: BLE001 -- shapes matched, so this is damage
+        except Exception as error:  # shapes matched, so this is damage
             raise _Unreadable(f"cannot be read ({_short(error)})") from error
         meta = restored.meta
         if not isinstance(meta, dict):
