@@ -28,8 +28,10 @@ hold None, so "off" is spelt 0 where noted (dual_clip, top_k, ratio_guard).
 `validate(config)` refuses, with ONE message naming the dotted field and the
 allowed values, any unknown key (also one written into a config file; the
 closest valid key is suggested), missing key, wrong type, unknown reward source
-type and out-of-range value. `load(...)` imports a config, applies overrides,
-validates and locks.
+type and out-of-range value, non-finite float (or one that overflows float32), bool
+given for a number, prompt template with a placeholder other than {question}, and
+group baseline with one sample per prompt (every advantage would be 0).
+`load(...)` imports a config, applies overrides, validates and locks.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ import ast
 import difflib
 import importlib
 import importlib.util
+import math
 import os
+import string
 import sys
 import types
 from typing import Any, Callable, Mapping, Sequence
@@ -63,6 +67,8 @@ LEVELS = ("step", "sequence")
 REWARD_BASELINES = ("shared", "rloo")
 SCHEDULES = ("constant", "cosine")
 KL_IN = ("reward", "loss")
+# Every float ends up in float32 arithmetic (jitted) or in a host timer; beyond this it is inf.
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -241,6 +247,7 @@ _non_negative = _range(0)
 _unit = _range(0, 1)
 
 _CHECKS: dict[str, Callable] = {
+    "seed": _non_negative,
     "num_seeds": _positive,
     "total_steps": _positive,
     "checkpoint_every": _positive,
@@ -308,6 +315,8 @@ def _check_type(path: str, value, default) -> None:
         ok = isinstance(value, type(default))
     if not ok:
         _fail(path, f"must be a {_type_name(default)}, got {_type_name(value)} {value!r}")
+    if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+        _fail(path, f"must be a finite number within float32 range (|x| <= 3.4e38), got {value!r}")
 
 
 def _items(section) -> dict:
@@ -395,6 +404,23 @@ def _validate_rewards(rewards) -> None:
                 _fail(f"{base}.{problem[0]}", problem[1])
 
 
+def _template_problem(template: str) -> str | None:
+    """Why `template` cannot be filled by `template.format(question=...)`, or None."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:  # a lone '{' or '}'
+        return f"is not a valid format string ({error}); write literal braces as '{{{{' and '}}}}'"
+    others = sorted({f for f in fields if f != "question"})
+    if others:
+        return (
+            f"may only use the placeholder {{question}}, found {', '.join('{' + f + '}' for f in others)}; "
+            "write literal braces as '{{' and '}}'"
+        )
+    if "question" not in fields:
+        return "must contain the placeholder {question}"
+    return None
+
+
 def _validate_cross(values) -> None:
     data = _items(values["data"])
     if len(data["eval_names"]) != len(data["eval_paths"]):
@@ -412,11 +438,14 @@ def _validate_cross(values) -> None:
     for key in ("question_key", "answer_key"):
         if data[key] != data[key].strip():
             _fail(f"data.{key}", f"must be a column name without surrounding spaces (or '' for auto), got {data[key]!r}")
-    if "{question}" not in data["prompt_template"]:
-        _fail("data.prompt_template", "must contain the placeholder {question}")
+    problem = _template_problem(data["prompt_template"])
+    if problem:
+        _fail("data.prompt_template", problem)
     if not values["prm"]["step_token"]:
         _fail("prm.step_token", "must be a non-empty string, e.g. '\\n'")
     rollout, ppo = _items(values["rollout"]), _items(values["ppo"])
+    if rollout["samples_per_prompt"] == 1:
+        _check_group_baselines(values)
     rows = rollout["prompts_per_step"] * rollout["samples_per_prompt"]
     if rows % ppo["minibatches"]:
         _fail(
@@ -443,6 +472,27 @@ def _validate_cross(values) -> None:
             f"must divide rollout.max_new_tokens={rollout['max_new_tokens']} (or be 0 for no chunking), "
             f"got {ppo['logit_chunk']}",
         )
+
+
+def _check_group_baselines(values) -> None:
+    """With one sample per prompt a group baseline subtracts each response's own value: every
+    advantage is exactly 0 and training does nothing, so it is refused rather than warned about."""
+    advantage = _items(values["advantage"])
+    fix = "set rollout.samples_per_prompt >= 2 (the paper uses 8)"
+    if advantage["baseline"] != "none":
+        _fail(
+            "advantage.baseline",
+            f"{advantage['baseline']!r} compares the samples of one prompt, but "
+            f"rollout.samples_per_prompt=1 leaves it one sample, so every advantage is 0; {fix}, "
+            "or set advantage.baseline='none'",
+        )
+    for name, entry in _items(values["rewards"]).items():
+        if _items(entry)["baseline"] == "rloo":
+            _fail(
+                f"rewards.{name}.baseline",
+                f"'rloo' needs several samples per prompt, but rollout.samples_per_prompt=1 makes "
+                f"this source's advantage 0; {fix}, or set rewards.{name}.baseline='shared'",
+            )
 
 
 # ---------------------------------------------------------------- loading
@@ -500,6 +550,9 @@ def apply_override(config: ml_collections.ConfigDict, key: str, value: Any) -> N
         if i < len(parts) - 1:
             node = node[part]
     current = node[parts[-1]]
+    if isinstance(value, bool) and not isinstance(current, bool):
+        # ConfigDict would store True in a float field as 1.0, where validation cannot see it.
+        _fail(key, f"must be a {_type_name(current)}, got bool {value!r}")
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(current, tuple) and isinstance(value, list):

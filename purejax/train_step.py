@@ -11,8 +11,10 @@ Inside one jit, with fixed shapes:
   3. advantages from step rewards with `purejax.pure_advantages`;
   4. PPO epochs x minibatches as nested `lax.scan`s: clipped surrogate,
      aggregated as configured, AdamW with global-norm clipping; an update
-     whose loss or gradient is not finite is skipped (optax.apply_if_finite),
-     as is one whose mean ratio exceeds `ratio_guard` (OpenRLHF's guard).
+     whose loss, gradient, update or new parameters are not finite is skipped
+     (params and optimizer state unchanged, counted in metrics["skipped"]);
+     a micro-batch whose mean ratio exceeds `ratio_guard` contributes no loss
+     (OpenRLHF's guard).
 
 Reads config sections `ppo`, `optim`, `advantage` and
 `rollout.samples_per_prompt` (see configs/common.py).
@@ -210,6 +212,12 @@ def _logp_of(logits_btv, ids_bt):
     return target - jax.nn.logsumexp(logits_btv, axis=-1)
 
 
+def _all_finite(tree) -> jnp.ndarray:
+    """bool[]: every element of every floating leaf of `tree` is finite."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.array(True)
+
+
 def _take_rows(tree, rows_idx):
     """Rows `rows_idx` of every array in `tree`. A gather along the sharded row axis would come
     out replicated (every device computing every row); keep the rows split over data x fsdp."""
@@ -363,9 +371,18 @@ def make_train_step(
             updates, new_opt_state = optimizer.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
             grad_norm = optax.global_norm(grads)
-            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-            # apply_if_finite already zeroes the update; also keep NaN params out of the carry.
-            new_params = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_params, params)
+            # Finite gradients can still give a non-finite update (a learning rate that is inf
+            # in float32) or overflowing parameters; apply_if_finite sees only the gradients.
+            finite = (
+                jnp.isfinite(loss)
+                & jnp.isfinite(grad_norm)
+                & _all_finite(updates)
+                & _all_finite(new_params)
+            )
+            # A skipped update changes nothing: neither the params nor the moments and count.
+            new_params, new_opt_state = jax.tree.map(
+                lambda n, o: jnp.where(finite, n, o), (new_params, new_opt_state), (params, opt_state)
+            )
             metrics = dict(aux, loss=loss, grad_norm=grad_norm, skipped=(~finite).astype(jnp.float32))
             return (new_params, new_opt_state), metrics
 

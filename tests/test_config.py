@@ -140,3 +140,59 @@ def test_reward_source_helper_refuses_unknown_type_and_key():
         config_lib.reward_source("formt")
     with pytest.raises(config_lib.ConfigError, match="Did you mean 'weight'"):
         config_lib.reward_source("format", wieght=1.0)
+
+
+@pytest.mark.parametrize(
+    "override, field, problem",
+    [
+        # ConfigDict turns True into 1.0 in a float field; the override must refuse it first.
+        (["optim.lr=True"], "config.optim.lr", "must be a float, got bool True"),
+        (["optim.lr=1e400"], "config.optim.lr", "finite number"),
+        (["optim.lr=1e39"], "config.optim.lr", "float32 range"),  # inf once in float32
+        (["ppo.kl_beta=-1e400"], "config.ppo.kl_beta", "finite number"),
+        (["seed=-1"], "config.seed", "[0, inf)"),
+        (["rewards.vr.timeout_s=1e400"], "config.rewards.vr.timeout_s", "finite number"),
+        (["rewards.vr.timeout_s=1e5"], "config.rewards.vr.timeout_s", "(0, 3600.0]"),
+        (["data.prompt_template='{question}{foo}'"], "config.data.prompt_template", "found {foo}"),
+        (["data.prompt_template='{question} {'"], "config.data.prompt_template", "not a valid format"),
+        (["data.prompt_template='Solve it.'"], "config.data.prompt_template", "{question}"),
+        (["rollout.samples_per_prompt=1"], "config.advantage.baseline", "samples_per_prompt >= 2"),
+        (
+            ["rollout.samples_per_prompt=1", "advantage.baseline=none"],
+            "config.rewards.vr.baseline",
+            "rewards.vr.baseline='shared'",
+        ),
+    ],
+)
+def test_non_finite_bool_and_late_failing_values_are_refused_by_name(override, field, problem):
+    with pytest.raises(config_lib.ConfigError) as err:
+        config_lib.load("configs.qwen25_math_7b_prm_vr", overrides=override)
+    message = str(err.value)
+    assert message.startswith(field + ":"), message
+    assert problem in message, message
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda c: c.rewards.prm.update(weight=float("inf")), "config.rewards.prm.weight"),
+        (lambda c: c.ppo.update(kl_beta=float("nan")), "config.ppo.kl_beta"),
+        (
+            lambda c: c.rewards.update(
+                vr=config_lib.reward_source("verifiable", applies_to="with_answer", wrong=float("-inf"))
+            ),
+            "config.rewards.vr.wrong",
+        ),
+    ],
+)
+def test_non_finite_values_in_a_config_file_are_refused(edit, field):
+    with pytest.raises(config_lib.ConfigError, match=f"^{field}: must be a finite number"):
+        config_lib.validate(_edited_config(edit))
+
+
+def test_one_sample_per_prompt_without_group_baselines_validates():
+    config_lib.load(
+        "configs.qwen25_math_7b_prm",
+        overrides=["rollout.samples_per_prompt=1", "advantage.baseline=none"],
+    )
+    config_lib.load("configs.qwen25_math_7b_prm", overrides=["data.prompt_template='{{x}} {question}'"])

@@ -257,3 +257,19 @@ def test_learning_rate_schedule_counts_rl_steps_not_optimizer_updates(schedule, 
     expected = [float(rl_step_rate(u // 8)) for u in range(80)]
     np.testing.assert_allclose(rates, expected, rtol=1e-5, atol=1e-9)
     assert rates[-1] > 1e-5  # still learning in the last RL step
+
+
+def test_a_nonfinite_update_from_finite_gradients_is_skipped():
+    """lr = 1e39 is finite in Python but inf in float32: the gradients are finite, the update is
+    not. The step must leave params and optimizer state as they were and count the skip."""
+    config = _config()
+    config.optim.lr = 1e39
+    _, state, step = _setup(config)
+    params0, opt0 = _copy(state.params), _copy(state.opt_state)
+    state, metrics = step(state, _batch(), jax.random.PRNGKey(0))
+    assert float(metrics["skipped"]) == 1.0
+    assert np.isfinite(float(metrics["grad_norm"]))
+    for new, old in zip(jax.tree.leaves(state.params), jax.tree.leaves(params0)):
+        np.testing.assert_array_equal(new, old)
+    for new, old in zip(jax.tree.leaves(state.opt_state), jax.tree.leaves(opt0)):
+        np.testing.assert_array_equal(new, old)

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import threading
 import time
 
@@ -219,3 +220,119 @@ def test_in_process_mode_matches_pool(pool):
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError, match="truths"):
         verify_batch(["\\boxed{1}"], ["1", "2"], workers=0)
+
+
+# ---------------------------------------------------------------- faults from outside
+
+
+def _started(pool):
+    """Waits until every worker of `pool` has said it is ready (through a real batch)."""
+    verify_batch(["\\boxed{1}"] * pool.workers, ["1"] * pool.workers, pool=pool)
+    return [w.proc for w in pool._pool]
+
+
+def _kill_when_busy(pool, sig, times=1):
+    """In a thread: `sig` to the worker holding an item, as soon as one does, `times` times."""
+
+    def run():
+        seen = set()
+        end = time.monotonic() + 30
+        while len(seen) < times and time.monotonic() < end:
+            for worker in list(pool._pool or []):
+                if worker is not None and worker.job and worker.proc.pid not in seen:
+                    seen.add(worker.proc.pid)
+                    os.kill(worker.proc.pid, sig)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_worker_killed_or_stopped_mid_item_gives_the_item_back():
+    """The answers are correct: before requeueing, the killed worker's item scored 0."""
+    with VerifierPool(workers=1, timeout_s=0.5) as one:
+        (proc,) = _started(one)
+        os.kill(proc.pid, signal.SIGSTOP)  # it cannot answer, so the kill lands mid-item
+        thread = _kill_when_busy(one, signal.SIGKILL)
+        assert verify_batch(["\\boxed{\\frac{1}{2}}"], ["0.5"], pool=one).tolist() == [1.0]
+        thread.join()
+        assert one.last_batch["requeued"] == 1 and one.last_batch["timeouts"] == 0
+        (proc,) = _started(one)
+        os.kill(proc.pid, signal.SIGSTOP)  # stopped, never killed: seen at the item's deadline
+        texts = ["\\boxed{2}", "\\boxed{3}", "\\boxed{x+1}"]
+        assert verify_batch(texts, ["2", "4", "1+x"], pool=one).tolist() == [1.0, 0.0, 1.0]
+        assert one.last_batch["requeued"] == 1 and one.last_batch["timeouts"] == 0
+
+
+def test_a_worker_that_died_while_idle_loses_no_item():
+    with VerifierPool(workers=2, timeout_s=1.0) as two:
+        for proc in _started(two):
+            proc.kill()
+            proc.wait()
+        texts = ["\\boxed{%d}" % i for i in range(6)]
+        assert verify_batch(texts, [str(i) for i in range(6)], pool=two).tolist() == [1.0] * 6
+
+
+def test_killing_starting_workers_retries_with_backoff_instead_of_raising():
+    """The issue's reproducer: three starts killed in a row used to raise and end training."""
+    with VerifierPool(workers=1, timeout_s=1.0) as one:
+        killed = set()
+
+        def kill_starting():
+            end = time.monotonic() + 30
+            while len(killed) < 3 and time.monotonic() < end:
+                worker = one._pool[0]
+                if worker is not None and not worker.ready and worker.proc.pid not in killed:
+                    killed.add(worker.proc.pid)
+                    worker.proc.kill()
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=kill_starting, daemon=True)
+        thread.start()
+        assert verify_batch(["\\boxed{7}"], ["7"], pool=one).tolist() == [1.0]
+        thread.join()
+        assert len(killed) == 3 and one.restarts >= 3
+
+
+def test_a_missing_math_verify_fails_once_at_start_up(tmp_path, monkeypatch):
+    from purejax.rewards import verifier
+
+    broken = tmp_path / "worker.py"
+    broken.write_text("import math_verify_that_is_not_installed\n")
+    monkeypatch.setattr(verifier, "_WORKER_SCRIPT", str(broken))
+    with pytest.raises(RuntimeError, match="cannot import math-verify .*pip install math-verify"):
+        verifier.check_worker_imports(script=str(broken))
+
+
+def test_a_batch_past_its_deadline_scores_the_rest_wrong_and_counts_them():
+    with VerifierPool(workers=2, timeout_s=1.0) as two:
+        _started(two)
+        texts = ["\\boxed{1}", "\\boxed{2}"] + [SLOW] * 20 + ["\\boxed{3}"]
+        truths = ["1", "2"] + ["5"] * 20 + ["3"]
+        start = time.monotonic()
+        got = verify_batch(texts, truths, pool=two, deadline_s=2.0)
+        elapsed = time.monotonic() - start
+        assert elapsed < 4.0, elapsed  # 20 SLOW items alone would take ~10 s on two workers
+        assert got[:2].tolist() == [1.0, 1.0] and got[-1] == 0.0  # never reached: `wrong`
+        assert two.last_batch["deadline_misses"] >= 5 and two.deadline_misses == two.last_batch["deadline_misses"]
+        assert verify_batch(["\\boxed{3}"], ["3"], pool=two).tolist() == [1.0]  # the pool recovers
+
+
+def test_the_default_batch_deadline_bounds_1000_slow_items():
+    from purejax.rewards.verifier import batch_deadline_s
+
+    assert batch_deadline_s(1000, 2, 1.0) < 100  # vs ~500 s of per-item deadlines
+    assert batch_deadline_s(6, 2, 0.2) > 6 * 0.7 / 2  # every item may still use its own deadline
+
+
+def test_hostile_inputs_with_a_killed_worker_still_score_in_order():
+    with VerifierPool(workers=2, timeout_s=0.5) as two:
+        _started(two)
+        texts = [HOSTILE[0], "\\boxed{1}", SLOW, "\\boxed{\\frac{2}{4}}", HOSTILE[3], "\\boxed{9}"] * 2
+        truths = ["5", "1", "5", "0.5", "5", "9"] * 2
+        thread = _kill_when_busy(two, signal.SIGKILL, times=2)
+        got = verify_batch(texts, truths, pool=two)
+        thread.join()
+        assert got.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0] * 2
+        assert not os.path.exists("/tmp/purejax_pwned")

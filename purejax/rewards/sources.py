@@ -149,6 +149,10 @@ def _prm(tokens: TokenBatch, prm):
     )
 
 
+# A per-item verifier deadline beyond an hour is a typo, and select()/SIGALRM overflow on huge ones.
+MAX_VERIFIER_TIMEOUT_S = 3600.0
+
+
 def _check_verifiable(p):
     if p["applies_to"] != "with_answer":
         return "applies_to", "the verifier needs a ground truth: set it to 'with_answer'"
@@ -156,8 +160,8 @@ def _check_verifiable(p):
         return "correct", f"must be > wrong ({p['wrong']}), got {p['correct']}"
     if p["workers"] < 0:
         return "workers", f"must be >= 0 (0 = in-process), got {p['workers']}"
-    if p["timeout_s"] <= 0:
-        return "timeout_s", f"must be > 0 seconds, got {p['timeout_s']}"
+    if not 0 < p["timeout_s"] <= MAX_VERIFIER_TIMEOUT_S:
+        return "timeout_s", f"must be in (0, {MAX_VERIFIER_TIMEOUT_S}] seconds, got {p['timeout_s']}"
     return None
 
 
@@ -255,6 +259,11 @@ def _check_noise(p):
             isinstance(value, (int, float)) and isinstance(inner.params[key], float)
         ):
             return f"inner_params.{key}", f"must be {type(inner.params[key]).__name__}, got {value!r}"
+    if inner.check is not None:  # the inner source's rules on its parameters; where it applies is noise's
+        entry = {**inner.defaults(), **dict(p["inner_params"]), "applies_to": "with_answer"}
+        problem = inner.check(entry)
+        if problem is not None:
+            return f"inner_params.{problem[0]}", problem[1]
     return None
 
 

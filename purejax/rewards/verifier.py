@@ -15,7 +15,9 @@ radicals, intervals, tuples, sets, matrices, expressions, `x = 3` vs `3`,
 - inside a process, math-verify bounds each parse and comparison with SIGALRM
   (whole seconds, main thread only). That timer cannot interrupt C code (a
   big-integer power), so `verify_batch` runs comparisons in worker processes
-  with a hard per-item deadline, and kills and replaces a worker that misses it.
+  with a hard per-item deadline, and kills and replaces a worker that misses it;
+  a whole batch has a deadline too, and a worker killed or stopped from outside
+  gives its item back to the queue (see VerifierPool).
 
 `verify` scores one response, `verify_batch` many; both use the shared pool
 unless `workers=0` (in-process, for trusted input and benchmarks).
@@ -25,7 +27,9 @@ from __future__ import annotations
 
 import atexit
 import collections
+import functools
 import json
+import math
 import os
 import select
 import subprocess
@@ -40,6 +44,7 @@ from purejax.rewards import _verify_worker
 from purejax.rewards.answers import answer_rejection, extract_answer
 
 DEFAULT_TIMEOUT_S = 1.0
+MAX_TIMEOUT_S = 3600.0  # per item; select() and SIGALRM overflow on huge values
 _WORKER_SCRIPT = _verify_worker.__file__
 
 
@@ -71,6 +76,7 @@ def verify_batch(
     workers: int = 2,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     pool: "VerifierPool | None" = None,
+    deadline_s: float | None = None,
 ) -> np.ndarray:
     """Scores B responses against their ground truths; float32[B], one score per item, in order.
 
@@ -84,6 +90,9 @@ def verify_batch(
       timeout_s: hard deadline per item in a worker; a worker that misses it is
         killed and replaced and the item scores `wrong`.
       pool: an explicit VerifierPool (overrides `workers` / `timeout_s`).
+      deadline_s: the whole batch's time limit in the pool (default `batch_deadline_s`);
+        items unscored by then score `wrong` and are counted in the pool's
+        `last_batch["deadline_misses"]`.
     """
     if len(texts) != len(truths):
         raise ValueError(
@@ -103,7 +112,7 @@ def verify_batch(
             ok[todo] = [_verify_worker.is_equivalent(answers[i], truths[i], timeout_s) for i in todo]
         else:
             pool = pool or default_pool(workers, timeout_s)
-            ok[todo] = pool.map([answers[i] for i in todo], [truths[i] for i in todo])
+            ok[todo] = pool.map([answers[i] for i in todo], [truths[i] for i in todo], deadline_s)
     return np.where(ok, np.float32(correct), np.float32(wrong)).astype(np.float32)
 
 
@@ -133,6 +142,7 @@ class _Worker:
         os.set_blocking(self.fd, False)
         self.buffer = b""
         self.ready = False
+        self.started = time.monotonic()
         self.job: tuple[int, int, float] | None = None  # (item, job id, deadline)
 
     def send(self, message: dict) -> None:
@@ -164,97 +174,225 @@ class _Worker:
         self.proc.wait()
 
 
-class VerifierPool:
-    """Worker processes comparing answers, each item under a hard deadline.
+_SLACK_S = 0.5  # on top of math-verify's own timer, so a slow comparison ends by SIGALRM, not a kill
+_START_SLACK_S = 10.0  # a worker loads in 1-3 s; a batch may have to (re)start several
+_START_TIMEOUT_S = 60.0  # a worker not ready by then is stuck (or stopped) and replaced
+_MAX_BACKOFF_S = 30.0
+_MAX_REQUEUES = 2  # an item whose worker dies this many times scores `wrong`: it may be the cause
 
-    A worker that misses its deadline (a comparison stuck in C code) or dies is
-    killed and replaced; its item scores False. Workers are separate Python
-    processes started from `_verify_worker.py` (never forks of the caller, which
-    may hold JAX threads, and independent of the caller's `__main__` guard); a
-    replacement loads in about a second while the other workers keep going, and
-    its start-up is never charged to an item. `map` is serialised by a lock.
+
+def batch_deadline_s(items: int, workers: int, timeout_s: float) -> float:
+    """The default overall deadline of a batch of `items` answers.
+
+    A typical comparison takes milliseconds, so a batch is allowed a tenth of the
+    per-item timeout per item and worker, plus two whole per-item deadlines for
+    stragglers and _START_SLACK_S for (re)starting workers. 1000 items on 2 workers
+    at timeout_s=1 get 63 s, where hard per-item deadlines alone would allow 750 s.
+    """
+    per_item = timeout_s + _SLACK_S
+    return _START_SLACK_S + 2 * per_item + math.ceil(items / workers) * timeout_s / 10
+
+
+@functools.lru_cache(maxsize=None)
+def check_worker_imports(executable: str = sys.executable, script: str = _WORKER_SCRIPT) -> None:
+    """Raises RuntimeError if a verifier worker cannot import math-verify. Run once per
+    process, at start-up (VerifierPool does; a trainer may call it before loading models):
+    this, and only this, is a reason for training to stop, since no answer could be scored."""
+    try:
+        done = subprocess.run(
+            [executable, script, "--check"], capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(
+            f"VerifierPool: `{executable} {script} --check` did not finish in 300 s; "
+            "is the machine overloaded or the Python environment on a hung filesystem?"
+        ) from None
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(
+            f"VerifierPool: a verifier worker cannot import math-verify (`{executable} {script} "
+            f"--check` exited {done.returncode}: {tail}). Install it into this environment: "
+            "pip install math-verify."
+        )
+
+
+def _stopped(proc: subprocess.Popen) -> bool:
+    """True if the process is stopped (SIGSTOP, a debugger): alive but never answering.
+    Linux /proc; elsewhere a stopped worker counts as a slow item."""
+    try:
+        with open(f"/proc/{proc.pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]  # the field after "(comm)"
+    except (OSError, IndexError):
+        return False
+    return state in (b"T", b"t")
+
+
+class VerifierPool:
+    """Worker processes comparing answers, each item under a hard deadline, each batch too.
+
+    - A worker that misses an item's deadline while running (a comparison stuck in C
+      code) is killed and replaced; the item scores `wrong` (counted in `timeouts`).
+    - A worker that dies or is stopped while holding an item is replaced and the item
+      is requeued (`requeued`): the answer was not at fault. An item whose workers die
+      _MAX_REQUEUES times scores `wrong`.
+    - A worker that dies or hangs during start-up is restarted after a backoff
+      (0.5 s, 1 s, 2 s, ... up to 30 s); that never raises. The one fatal case, a
+      worker that cannot import math-verify, is checked once at construction.
+    - A batch ends by its overall deadline (`map`'s `deadline_s`); the items not
+      scored by then score `wrong` and are counted in `deadline_misses`.
+
+    Workers are separate Python processes started from `_verify_worker.py` (never forks
+    of the caller, which may hold JAX threads, and independent of the caller's
+    `__main__` guard); a replacement loads in about a second while the other workers
+    keep going, and its start-up is never charged to an item. `map` is serialised by a
+    lock. `stats()` gives the cumulative counters, `last_batch` those of the last `map`.
     """
 
     def __init__(self, workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit_mb: int = 2048):
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"VerifierPool: `workers` must be an int >= 1, got {workers!r}.")
-        if not timeout_s > 0:
-            raise ValueError(f"VerifierPool: `timeout_s` must be > 0 seconds, got {timeout_s!r}.")
+        if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s <= MAX_TIMEOUT_S):
+            raise ValueError(
+                f"VerifierPool: `timeout_s` must be in (0, {MAX_TIMEOUT_S}] seconds, got {timeout_s!r}."
+            )
+        check_worker_imports()
         self.workers = workers
         self.timeout_s = float(timeout_s)
         self.memory_limit_mb = int(memory_limit_mb)
-        self.restarts = 0  # workers killed for missing a deadline or dying (for logging)
+        self.restarts = 0  # workers killed for missing a deadline, dying or stopping
+        self.requeued = 0  # items put back after their worker died or stopped
+        self.timeouts = 0  # items that scored `wrong` for missing their own deadline
+        self.deadline_misses = 0  # items that scored `wrong` because their batch ran out of time
+        self.last_batch: dict[str, int] = {}
         self._lock = threading.Lock()
         self._job = 0
-        self._start_failures = 0
-        self._pool = [_Worker(self.timeout_s, self.memory_limit_mb) for _ in range(workers)]
+        self._pool: list[_Worker | None] | None = [self._start() for _ in range(workers)]
+        self._start_failures = [0] * workers  # consecutive, per slot: the backoff exponent
+        self._restart_at = [0.0] * workers
 
-    def _replace(self, w: int) -> None:
-        self._pool[w].kill()
-        self._pool[w] = _Worker(self.timeout_s, self.memory_limit_mb)
+    def stats(self) -> dict[str, int]:
+        return dict(
+            restarts=self.restarts,
+            requeued=self.requeued,
+            timeouts=self.timeouts,
+            deadline_misses=self.deadline_misses,
+        )
+
+    def _start(self) -> _Worker:
+        return _Worker(self.timeout_s, self.memory_limit_mb)
+
+    def _retire(self, w: int) -> None:
+        """Kills worker `w`; a replacement starts now, or after a backoff if it never got ready."""
+        worker = self._pool[w]
+        worker.kill()
         self.restarts += 1
+        self._pool[w] = None
+        if worker.ready:
+            self._start_failures[w] = 0
+            self._restart_at[w] = 0.0
+        else:
+            self._start_failures[w] += 1
+            backoff = min(_SLACK_S * 2 ** (self._start_failures[w] - 1), _MAX_BACKOFF_S)
+            self._restart_at[w] = time.monotonic() + backoff
 
-    def map(self, answers: Sequence[str], truths: Sequence[str]) -> np.ndarray:
-        """bool[N]: is answers[i] equivalent to truths[i]. Never raises for bad items."""
+    def map(self, answers: Sequence[str], truths: Sequence[str], deadline_s: float | None = None) -> np.ndarray:
+        """bool[N]: is answers[i] equivalent to truths[i]. Never raises for bad items.
+
+        deadline_s: the whole batch's time limit (default `batch_deadline_s(N, workers,
+        timeout_s)`); items unscored by then are False and counted in `deadline_misses`.
+        """
         with self._lock:
             if self._pool is None:
                 raise RuntimeError("VerifierPool.map: the pool is closed; create a new one.")
-            return self._map(list(answers), list(truths))
+            if deadline_s is None:
+                deadline_s = batch_deadline_s(len(answers), self.workers, self.timeout_s)
+            return self._map(list(answers), list(truths), time.monotonic() + deadline_s)
 
-    def _map(self, answers, truths) -> np.ndarray:
+    def _map(self, answers, truths, batch_end: float) -> np.ndarray:
         ok = np.zeros(len(answers), dtype=bool)
         pending = collections.deque(range(len(answers)))
-        # Deadline = math-verify's own timer + slack: a slow Python-level comparison
-        # ends by SIGALRM (cheap) before a hard kill (a restart) is needed.
-        budget_s = self.timeout_s + 0.5
+        deaths = collections.Counter()  # item -> times its worker died or stopped under it
+        counts = dict(requeued=0, timeouts=0, deadline_misses=0, restarts=self.restarts)
+
+        def requeue(item):
+            deaths[item] += 1
+            if deaths[item] <= _MAX_REQUEUES:
+                pending.appendleft(item)
+                counts["requeued"] += 1
+
         try:
-            while pending or any(w.job for w in self._pool):
+            while pending or any(w is not None and w.job for w in self._pool):
+                now = time.monotonic()
+                if now >= batch_end:
+                    unscored = len(pending) + sum(1 for w in self._pool if w is not None and w.job)
+                    counts["deadline_misses"] += unscored
+                    pending.clear()
+                    break  # `finally` retires the workers still holding items
                 for w, worker in enumerate(self._pool):
+                    if worker is None and now >= self._restart_at[w]:
+                        self._pool[w] = worker = self._start()
+                    if worker is None:
+                        continue
                     if worker.ready and worker.job is None and pending:
                         item = pending.popleft()
                         self._job += 1
                         try:
                             worker.send({"id": self._job, "answer": answers[item], "truth": truths[item]})
-                        except (BrokenPipeError, OSError):
-                            self._replace(w)  # the item scores False
+                        except (BrokenPipeError, OSError):  # died while idle
+                            self._retire(w)
+                            requeue(item)
                             continue
-                        worker.job = (item, self._job, time.monotonic() + budget_s)
-                deadlines = [w.job[2] for w in self._pool if w.job]
-                wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 5.0
-                readable, _, _ = select.select([w.fd for w in self._pool], [], [], wait_s)
+                        worker.job = (item, self._job, now + self.timeout_s + _SLACK_S)
+                    elif not worker.ready and now >= worker.started + _START_TIMEOUT_S:
+                        self._retire(w)
+                live = [x for x in self._pool if x is not None]
+                wakeups = [batch_end, *(x.job[2] for x in live if x.job)]
+                wakeups += [x.started + _START_TIMEOUT_S for x in live if not x.ready]
+                wakeups += [self._restart_at[w] for w, x in enumerate(self._pool) if x is None]
+                wait_s = min(max(0.0, min(wakeups) - time.monotonic()), 5.0)
+                readable, _, _ = select.select([x.fd for x in live], [], [], wait_s)
                 for w, worker in enumerate(self._pool):
+                    if worker is None:
+                        continue
                     if worker.fd in readable:
                         lines = worker.read_lines()
                         if lines is None:  # died: out of memory, killed, crashed
-                            if not worker.ready:
-                                self._start_failures += 1
-                                if self._start_failures >= 3:
-                                    raise RuntimeError(
-                                        "VerifierPool: worker processes exit during start-up; "
-                                        f"run `{sys.executable} {_WORKER_SCRIPT} 1 0` to see why "
-                                        "(math-verify missing or broken?)."
-                                    )
-                            self._replace(w)
+                            item = worker.job[0] if worker.job else None
+                            self._retire(w)
+                            if item is not None:
+                                requeue(item)
                             continue
                         for message in lines:
                             if message.get("ready"):
                                 worker.ready = True
-                                self._start_failures = 0
+                                self._start_failures[w] = 0
                             elif worker.job and message.get("id") == worker.job[1]:
                                 ok[worker.job[0]] = bool(message.get("ok"))
                                 worker.job = None
                     if worker.job and time.monotonic() >= worker.job[2]:
-                        self._replace(w)
+                        item = worker.job[0]
+                        stopped = _stopped(worker.proc)
+                        self._retire(w)
+                        if stopped:  # frozen from outside: the answer was never compared
+                            requeue(item)
+                        else:
+                            counts["timeouts"] += 1
         finally:
             for w, worker in enumerate(self._pool):
-                if worker.job:  # interrupted mid-batch: no worker may keep a stale reply
-                    self._replace(w)
+                if worker is not None and worker.job:  # interrupted mid-batch: no stale replies
+                    self._retire(w)
+            counts["restarts"] = self.restarts - counts["restarts"]
+            self.requeued += counts["requeued"]
+            self.timeouts += counts["timeouts"]
+            self.deadline_misses += counts["deadline_misses"]
+            self.last_batch = counts
         return ok
 
     def close(self) -> None:
         with self._lock:
             for worker in self._pool or []:
-                worker.kill()
+                if worker is not None:
+                    worker.kill()
             self._pool = None
 
     def __enter__(self):
