@@ -38,16 +38,26 @@ def main(argv=None):
     except config_lib.ConfigError as error:
         sys.exit(f"error: {error}")
     # After validation: a bad config fails before JAX starts.
+    from purejax import run_record
+
+    try:
+        run_record.check_workdir(args.workdir)  # a file or unwritable workdir fails in milliseconds
+    except (OSError, ValueError) as error:
+        sys.exit(f"error: {error}")
     import jax
 
     from purejax import distributed, report, tasks, trainer, xla_cache
+    from purejax.checkpoint import CheckpointError
 
     # Multi-host: join the other processes before any JAX computation (no-op for one process).
     distributed.initialize(config)
     xla_cache.enable()
     task = tasks.build_task(config, show_progress=not args.quiet)
     run = trainer.Trainer(config, task, args.workdir, show_progress=not args.quiet)
-    run.run()
+    try:
+        run.run()
+    except (trainer.Diverged, trainer.PastTotalSteps, run_record.ConfigMismatchError, CheckpointError) as error:
+        sys.exit(f"error: {error}")
     if jax.process_index() == 0:
         for run_dir in run.run_dirs:
             print(report.summarize(run_dir))

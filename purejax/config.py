@@ -18,7 +18,7 @@ rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
                logit_chunk, kl_beta, kl_estimator, kl_in, loss_agg, ratio_guard, remat)
     eval      (num_prompts, batch_size, max_new_tokens)
     logging   (keep_checkpoints, sample_every, tensorboard, wandb_project)
-    monitor   (early_stop)
+    monitor   (early_stop, max_skipped_steps)
     mesh      (data, fsdp, tensor, rules)
     distributed (coordinator_address, num_processes, process_id)
 
@@ -147,7 +147,7 @@ def defaults() -> ml_collections.ConfigDict:
         dict(keep_checkpoints=3, sample_every=10, tensorboard=True, wandb_project="")
     )  # "": off; W&B logs only when installed and named here
     # Reward-hacking alarms (purejax.monitors.HackingMonitor); early_stop acts on them.
-    c.monitor = ml_collections.ConfigDict(dict(early_stop=False))
+    c.monitor = ml_collections.ConfigDict(dict(early_stop=False, max_skipped_steps=5))
     # Device mesh (purejax.sharding): -1 = the rest of the devices; rules map the Decoder's
     # logical axis names to mesh axes (FSDP over `embed`, tensor parallelism over heads/MLP/vocab).
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules=_default_mesh_rules()))
@@ -289,6 +289,7 @@ _CHECKS: dict[str, Callable] = {
     "eval.max_new_tokens": _positive,
     "logging.keep_checkpoints": _positive,
     "logging.sample_every": _positive,
+    "monitor.max_skipped_steps": _non_negative,
     "mesh.data": _mesh_size,
     "mesh.fsdp": _mesh_size,
     "mesh.tensor": _mesh_size,

@@ -96,6 +96,8 @@ FIELD_DOCS = {
     "logging.tensorboard": "Write TensorBoard event files.",
     "logging.wandb_project": "W&B project to log to when wandb is installed (\"\" = off).",
     "monitor.early_stop": "Stop the run when a reward-hacking alarm is raised.",
+    "monitor.max_skipped_steps": "End the run with an error after this many consecutive RL steps whose every update "
+    "was skipped as non-finite (0 = never): the weights can no longer move.",
     "mesh.data": "Data-parallel mesh axis size (-1 = the rest of the devices); see purejax.sharding.",
     "mesh.fsdp": "FSDP mesh axis size: the batch and every parameter's embed dimension are split over it.",
     "mesh.tensor": "Tensor-parallel mesh axis size: heads, MLP width and vocabulary are split over it.",

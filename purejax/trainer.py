@@ -13,6 +13,9 @@ exactly the records an uninterrupted run writes.
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
 import time
 
 import jax
@@ -25,14 +28,25 @@ from purejax import checkpoint as checkpoint_lib
 from purejax import data as data_lib
 from purejax import metrics_log
 from purejax import monitors
+from purejax import preemption
 from purejax import rollout as rollout_lib
+from purejax import run_record
 from purejax import scoring
 from purejax import sharding
 from purejax import steps as steps_lib
 from purejax import train_step as train_step_lib
 from purejax.models import export_pretrained
+from purejax.rewards import verifier
 from purejax.sampling import stop_token_ids
 from purejax.task import Task, encode_prompts
+
+
+class Diverged(RuntimeError):
+    """Every update of monitor.max_skipped_steps consecutive RL steps was non-finite."""
+
+
+class PastTotalSteps(ValueError):
+    """The workdir holds a run further along than config.total_steps."""
 
 
 class Trainer:
@@ -88,6 +102,8 @@ class Trainer:
             config, self.graphdef, self.optimizer, partitioner=p, state_sharding=one_seed_sharding, seed_axis=True
         )
         self.monitors = [monitors.HackingMonitor() for _ in self.seeds]
+        self.skipped_streak = [0] * len(self.seeds)  # consecutive RL steps with every update skipped
+        verifier.check_worker_imports()  # the one fatal verifier failure, found before any compile
         self.checkpoints = checkpoint_lib.Checkpointer(
             f"{workdir}/checkpoints", keep=int(config.logging.keep_checkpoints)
         )
@@ -132,9 +148,22 @@ class Trainer:
         start, restored = 0, self.checkpoints.restore(self.state)
         if restored is not None:
             self.state, meta = restored
+            run_record.check_same_config(meta.get("config_fingerprint"), c, self.workdir)
             start = int(meta["step"])
             for monitor, history in zip(self.monitors, meta["monitor_history"]):
                 monitor.history = list(history)
+            self.skipped_streak = list(meta.get("skipped_streak", self.skipped_streak))
+        total = int(c.total_steps)
+        if start > total:
+            raise PastTotalSteps(
+                f"{self.workdir} holds a run at step {start}, past total_steps={total}; raise "
+                f"--config.total_steps to train further, or use a new --workdir."
+            )
+        run_record.write_run_record(self.workdir, c)
+        if start == total:  # finished earlier: nothing to train; an export lost to a kill is redone
+            if any(not os.path.isdir(f"{d}/policy") for d in self.run_dirs):
+                self.export()
+            return [{"step": start}] * len(self.seeds)
         # A fresh start drops whatever an earlier attempt wrote before its first checkpoint.
         writers = [
             metrics_log.process_writer(
@@ -146,12 +175,12 @@ class Trainer:
             )
             for run_dir, seed in zip(self.run_dirs, self.seeds)
         ]
-        total = int(c.total_steps)
         end = total if stop_after is None else min(total, start + stop_after)
         summaries = [{} for _ in self.seeds]
         desc = "PURE" if len(self.seeds) == 1 else f"PURE x{len(self.seeds)} seeds"
         quiet = not self.show_progress or jax.process_index() != 0
         bar = tqdm(total=total, initial=start, desc=desc, disable=quiet, dynamic_ncols=True)
+        stop = preemption.StopRequest()
         try:
             if start == 0:
                 summaries = [w.write(0, record) for w, record in zip(writers, self.evaluate())]
@@ -161,10 +190,13 @@ class Trainer:
                     for record, accuracy in zip(records, self.evaluate()):
                         record.update(accuracy)
                 summaries = [writer.write(done, record) for writer, record in zip(writers, records)]
-                if done % int(c.checkpoint_every) == 0 or done == total:
-                    meta = {"step": done, "seeds": list(self.seeds)}
-                    meta["monitor_history"] = [m.state() for m in self.monitors]
-                    self.checkpoints.save(done, self.state, meta)
+                preempted = stop.agreed()
+                if done % int(c.checkpoint_every) == 0 or done == total or preempted:
+                    self._checkpoint(done)
+                if preempted:
+                    bar.write(f"SIGTERM: checkpoint written at step {done}; re-run the same command to resume")
+                    raise preemption.Preempted(done)
+                self._check_skips(done, records)
                 bar.update(1)
                 bar.set_postfix(_progress(summaries))
                 alarms = sorted({k for r in records for k, v in r.items() if k.startswith("train/alarm/") and v})
@@ -176,10 +208,33 @@ class Trainer:
             if summaries[0].get("step") == total:
                 self.export()
         finally:
+            stop.close()
             bar.close()
             for writer in writers:
                 writer.close()
         return summaries
+
+    def _checkpoint(self, step: int) -> None:
+        meta = {"step": step, "seeds": list(self.seeds), "skipped_streak": self.skipped_streak}
+        meta["monitor_history"] = [m.state() for m in self.monitors]
+        meta["config_fingerprint"] = run_record.config_fingerprint(self.config)
+        self.checkpoints.save(step, self.state, meta)
+
+    def _check_skips(self, step: int, records: list[dict]) -> None:
+        """Ends the run when the weights stopped moving: monitor.max_skipped_steps RL steps in a
+        row whose every update was non-finite (the state is unchanged by them, and checkpointed)."""
+        limit = int(self.config.monitor.max_skipped_steps)
+        for s, record in enumerate(records):
+            whole = record.get("train/skipped") == 1.0
+            self.skipped_streak[s] = self.skipped_streak[s] + 1 if whole else 0
+            if limit and self.skipped_streak[s] >= limit:
+                self._checkpoint(step)
+                raise Diverged(
+                    f"seed {self.seeds[s]}: every update of the last {limit} RL steps (through step {step}) "
+                    f"was skipped as non-finite (loss {record.get('train/loss')}, grad norm "
+                    f"{record.get('train/grad_norm')}). Lower optim.lr, check the reward weights, or raise "
+                    "monitor.max_skipped_steps; the last good state is checkpointed."
+                )
 
     def export(self) -> list[str]:
         """Each seed's policy as an HF checkpoint (run_dir/policy) that `experiments.evaluate` and
@@ -189,12 +244,15 @@ class Trainer:
             path = f"{run_dir}/policy"
             policy = self.policy(s)  # a collective on a pod: every process gathers, process 0 writes
             if jax.process_index() == 0:
+                for stale in glob.glob(f"{run_dir}/.policy.tmp-*"):  # left by a kill mid-export
+                    shutil.rmtree(stale, ignore_errors=True)
                 run_info = {"purejax_run.json": {"step": int(self.state.step[s]), "seed": seed}}
                 export_pretrained(policy, self.task.tokenizer, path, run_info)
             paths.append(path)
         return paths
 
     def _one_step(self, step: int) -> list[dict]:
+        verifier_before = verifier.pool_stats()
         t0 = time.perf_counter()
         prompt_index, prompt_ids, prompt_mask, out = self.rollout(step)
         tokens, mask = out.tokens, out.mask
@@ -234,6 +292,10 @@ class Trainer:
             "train/time/update_s": t3 - t2,
             "train/time/tokens_per_s": float(mask.sum()) / max(t1 - t0, 1e-9),
         }
+        # Verifier trouble of this step (machine-dependent, like the timings): items past the
+        # batch deadline scored `wrong`, items requeued from dead workers, restarts, timeouts.
+        after = verifier.pool_stats()
+        timing.update({f"train/verifier/{k}": float(after[k] - verifier_before[k]) for k in after})
         records = []
         for s, x in enumerate(scored):
             record = {f"train/{k}": float(v[s]) for k, v in update_metrics.items()}

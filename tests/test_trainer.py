@@ -151,7 +151,7 @@ def test_vmapped_seeds_equal_separate_runs(smoke_config, task, uninterrupted, tm
     config = _with_seed(smoke_config, num_seeds=2)
     _run(config, task, group, stop_after=3)  # interrupted after the step-2 checkpoint
     trained = _run(config, task, group)
-    assert sorted(os.listdir(group)) == ["checkpoints", "seed_0", "seed_1"]
+    assert sorted(os.listdir(group)) == ["checkpoints", "config.json", "environment.json", "seed_0", "seed_1"]
     _assert_records_close(
         read_metrics(str(group / "seed_0" / "metrics.jsonl")),
         read_metrics(str(reference_dir / "metrics.jsonl")),

@@ -415,6 +415,16 @@ def default_pool(workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S) -> Veri
         return _DEFAULT_POOLS[key]
 
 
+def pool_stats() -> dict[str, int]:
+    """The counters of every default pool, summed: restarts, requeued, timeouts, deadline_misses."""
+    totals = dict(restarts=0, requeued=0, timeouts=0, deadline_misses=0)
+    with _DEFAULT_LOCK:
+        for pool in _DEFAULT_POOLS.values():
+            for key, value in pool.stats().items():
+                totals[key] += value
+    return totals
+
+
 @atexit.register
 def _close_default_pools() -> None:
     for pool in _DEFAULT_POOLS.values():

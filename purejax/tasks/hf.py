@@ -11,7 +11,6 @@ devices shard by shard, so a 7B model never sits whole on one accelerator.
 from __future__ import annotations
 
 import contextlib
-import os
 
 import jax
 import jax.numpy as jnp

@@ -1,0 +1,148 @@
+"""Faults of a whole run on configs/smoke.py: each ends in the same records and parameters as
+an uninterrupted run, or in one clear error naming what to fix, with nothing lost.
+
+- SIGTERM (preemption) mid-run: a checkpoint at the step boundary, exit code 143, exact resume.
+- A kill during the final export: re-running the finished workdir writes the export, and
+  stale temporary directories are removed.
+- Resuming with a different config refuses and names each differing key; a workdir past
+  total_steps says so; the run record (config.json, environment.json) is written.
+- Updates that are all non-finite end the run after monitor.max_skipped_steps steps.
+- A workdir that is a file fails before anything loads.
+"""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from purejax import config as config_lib
+from purejax import preemption, run_record, tasks
+from purejax import trainer as trainer_lib
+from purejax.metrics_log import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "configs", "smoke.py")
+
+
+@pytest.fixture(scope="module")
+def smoke_config():
+    return config_lib.load(SMOKE)
+
+
+@pytest.fixture(scope="module")
+def task(smoke_config):
+    return tasks.build_task(smoke_config)
+
+
+def _edited(config, **fields):
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        for key, value in fields.items():
+            section, _, name = key.rpartition(".")
+            setattr(config[section] if section else config, name, value)
+    return config
+
+
+def _run(config, task, workdir, stop_after=None):
+    trainer = trainer_lib.Trainer(config, task, str(workdir), show_progress=False)
+    trainer.run(stop_after=stop_after)
+    return trainer
+
+
+def _records(workdir):
+    return [{k: v for k, v in r.items() if "/time/" not in k} for r in read_metrics(f"{workdir}/metrics.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(smoke_config, task, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    return workdir, _run(smoke_config, task, workdir)
+
+
+def test_sigterm_checkpoints_at_the_step_boundary_and_resumes_exactly(
+    smoke_config, task, uninterrupted, tmp_path, monkeypatch
+):
+    reference_dir, reference = uninterrupted
+    one_step = trainer_lib.Trainer._one_step
+
+    def step_then_sigterm(self, step):
+        records = one_step(self, step)
+        if step == 0:  # the signal lands mid-step 1; the step finishes first
+            os.kill(os.getpid(), signal.SIGTERM)
+        return records
+
+    monkeypatch.setattr(trainer_lib.Trainer, "_one_step", step_then_sigterm)
+    with pytest.raises(preemption.Preempted) as stopped:
+        _run(smoke_config, task, tmp_path)
+    assert stopped.value.code == 143 and stopped.value.step == 1
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]  # checkpoint_every is 2
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+    monkeypatch.undo()
+    resumed = _run(smoke_config, task, tmp_path)
+    assert _records(tmp_path) == _records(reference_dir)
+    for a, b in zip(jax.tree.leaves(resumed.state.params), jax.tree.leaves(reference.state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_lost_export_is_written_by_rerunning_the_finished_workdir(smoke_config, task, tmp_path):
+    _run(smoke_config, task, tmp_path)
+    reference = (tmp_path / "policy" / "model.safetensors").read_bytes()
+    import shutil
+
+    shutil.rmtree(tmp_path / "policy")
+    (tmp_path / ".policy.tmp-killed").mkdir()  # what a kill during the export leaves behind
+    summary = trainer_lib.Trainer(smoke_config, task, str(tmp_path), show_progress=False).run()
+    assert summary == [{"step": smoke_config.total_steps}]
+    assert (tmp_path / "policy" / "model.safetensors").read_bytes() == reference
+    assert not list(tmp_path.glob(".policy.tmp-*"))
+
+
+def test_resume_with_another_config_refuses_naming_each_key(smoke_config, task, tmp_path):
+    _run(smoke_config, task, tmp_path, stop_after=2)
+    recorded = json.loads((tmp_path / "config.json").read_text())
+    assert recorded["seed"] == smoke_config.seed and "rewards" in recorded
+    assert "jax" in json.loads((tmp_path / "environment.json").read_text())["packages"]
+    other = _edited(smoke_config, seed=1, **{"optim.lr": 1e-4})
+    with pytest.raises(run_record.ConfigMismatchError) as refused:
+        _run(other, task, tmp_path)
+    assert "seed: 0 -> 1" in str(refused.value) and "optim.lr" in str(refused.value)
+    assert json.loads((tmp_path / "config.json").read_text()) == recorded  # the refused run wrote nothing
+    # Extending the run and changing logging keys are allowed.
+    longer = _edited(smoke_config, total_steps=6, **{"logging.sample_every": 3})
+    _run(longer, task, tmp_path)
+    assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 6
+
+
+def test_a_workdir_past_total_steps_says_so(smoke_config, task, tmp_path):
+    _run(smoke_config, task, tmp_path)
+    shorter = _edited(smoke_config, total_steps=2)
+    with pytest.raises(trainer_lib.PastTotalSteps, match="at step 4, past total_steps=2"):
+        _run(shorter, task, tmp_path)
+
+
+def test_all_skipped_updates_end_the_run_with_the_state_checkpointed(smoke_config, task, tmp_path):
+    # lr 1e38 is finite in float32: the first AdamW update (lr x ~1) takes the weights to ~1e38,
+    # and every later one overflows them, so it is skipped.
+    config = _edited(smoke_config, **{"optim.lr": 1e38, "monitor.max_skipped_steps": 2})
+    trainer = trainer_lib.Trainer(config, task, str(tmp_path), show_progress=False)
+    with pytest.raises(trainer_lib.Diverged, match="last 2 RL steps"):
+        trainer.run()
+    records = read_metrics(str(tmp_path / "metrics.jsonl"))
+    last = records[-1]["step"]
+    assert last < config.total_steps
+    assert [r["train/skipped"] for r in records[-2:]] == [1.0, 1.0] and records[-3]["train/skipped"] < 1
+    for leaf in jax.tree.leaves(trainer.state.params):
+        assert np.isfinite(np.asarray(leaf)).all()
+    assert str(last) in os.listdir(tmp_path / "checkpoints")
+
+
+def test_a_workdir_that_is_a_file_fails_before_anything_loads(tmp_path):
+    from experiments import train
+
+    target = tmp_path / "not_a_dir"
+    target.write_text("x")
+    with pytest.raises(SystemExit, match="is a file"):
+        train.main(["--config", SMOKE, "--workdir", str(target)])
