@@ -107,7 +107,8 @@ SOURCE_FIELD_DOCS = {
     "applies_to": "all, or with_answer (only prompts that have a ground truth).",
     "fraction": "Share of those prompts the source applies to (a deterministic hash of seed and prompt).",
     "level": "step (rewards on step ends) or sequence (one value per response).",
-    "baseline": "shared (on the last token, sharing the credit baseline; the official code's VR) or rloo (own RLOO; the paper's VR).",
+    "baseline": "shared (sequence sources: on the last token after the credit transform, sharing the credit "
+    "baseline; the verl code's VR) or rloo (own RLOO; the paper's VR).",
 }
 
 
