@@ -46,6 +46,7 @@ from purejax.reductions import (
     masked_sum,
     masked_var,
     masked_whiten,
+    masked_whiten_nonzero,
 )
 from purejax.steps import separator_ids, step_end_mask, step_end_mask_bt, step_ids
 

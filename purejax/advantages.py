@@ -64,7 +64,10 @@ def token_rate_rewards(r_kt, step_end_kt, mask_kt) -> jnp.ndarray:
     """OpenRLHF's PURE script: subtract b_i x (tokens in the step) at each step end.
 
     b_i = sum_{k!=i} R_k / sum_{k!=i} L_k, with R_k the summed step rewards and L_k
-    the response length: the other responses' reward per token.
+    the full response length: the other responses' reward per token. The tokens of
+    a step are counted WITHOUT its step-end token (`step_lengths` - 1), as OpenRLHF's
+    `num_tokens_per_step` does, while L_k counts every token; so the baselines of a
+    response do not add up to b_i L_i (they fall short by b_i x its number of steps).
 
     Args:
       r_kt: float[K, T] step rewards (transformed, e.g. soft-min r*) on step ends.
@@ -78,8 +81,9 @@ def token_rate_rewards(r_kt, step_end_kt, mask_kt) -> jnp.ndarray:
     reward_k = jnp.sum(jnp.where(end_kt, r_kt, 0.0), axis=1)
     length_k = jnp.sum(jnp.asarray(mask_kt).astype(bool), axis=1).astype(r_kt.dtype)
     rate_k = _leave_one_out_sum(reward_k) / jnp.maximum(_leave_one_out_sum(length_k), 1.0)
-    lengths_kt = jax.vmap(step_lengths)(end_kt, mask_kt).astype(r_kt.dtype)
-    return jnp.where(end_kt, r_kt - rate_k[:, None] * lengths_kt, 0.0)
+    # Step ends have step_lengths >= 1, so the count without the step end is >= 0.
+    tokens_kt = (jax.vmap(step_lengths)(end_kt, mask_kt) - 1).astype(r_kt.dtype)
+    return jnp.where(end_kt, r_kt - rate_k[:, None] * tokens_kt, 0.0)
 
 
 def step_mean_rewards(r_kt, step_end_kt, mask_kt) -> jnp.ndarray:

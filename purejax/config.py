@@ -12,7 +12,7 @@ rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
     rollout   (prompts_per_step, samples_per_prompt, max_prompt_len, max_new_tokens,
                temperature, top_p, top_k)
     rewards   name -> {type, weight, applies_to, fraction, level, baseline, type params}
-    advantage (credit, temperature, discount, baseline, whiten)
+    advantage (credit, temperature, discount, baseline, whiten, zero_step_ends)
     optim     (lr, weight_decay, grad_clip, schedule, warmup_steps)
     ppo       (clip_eps_low, clip_eps_high, dual_clip, epochs, minibatches, micro_batches,
                logit_chunk, kl_beta, kl_estimator, kl_in, loss_agg, ratio_guard, remat)
@@ -113,7 +113,14 @@ def defaults() -> ml_collections.ConfigDict:
     )
     c.rewards = ml_collections.ConfigDict()
     c.advantage = ml_collections.ConfigDict(
-        dict(credit="soft_min", temperature=0.1, discount=1.0, baseline="token_mean", whiten=True)
+        dict(
+            credit="soft_min",
+            temperature=0.1,
+            discount=1.0,
+            baseline="token_mean",
+            whiten=True,
+            zero_step_ends=False,  # True: OpenRLHF's default separator masking
+        )
     )
     c.optim = ml_collections.ConfigDict(
         dict(lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0)

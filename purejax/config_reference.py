@@ -64,6 +64,10 @@ FIELD_DOCS = {
     "advantage.discount": "gamma of sum-form returns, in (0, 1].",
     "advantage.baseline": "token_mean, token_rate, step_mean, rloo, grpo, dr_grpo or none (PURE_SPEC §5).",
     "advantage.whiten": "Whiten advantages over all valid tokens of the batch.",
+    "advantage.zero_step_ends": (
+        "Step-end tokens get return and advantage 0 and whitening skips them (OpenRLHF's default, "
+        "--nomask_separator_adv not set)."
+    ),
     "optim.lr": "AdamW learning rate.",
     "optim.weight_decay": "AdamW weight decay.",
     "optim.grad_clip": "Global gradient-norm clip.",
@@ -84,7 +88,8 @@ FIELD_DOCS = {
     "ppo.kl_estimator": "k1, k2 or k3 (verl's low_var_kl).",
     "ppo.kl_in": "reward (-beta kl per token, credited in sum form) or loss.",
     "ppo.loss_agg": "token-mean, seq-mean-token-mean, seq-mean-token-sum or seq-mean-token-sum-norm.",
-    "ppo.ratio_guard": "Skip the update when the mean ratio exceeds this (0 = off; OpenRLHF uses 10).",
+    "ppo.ratio_guard": "Skip the update when the mean over responses of their token-mean ratio exceeds this "
+    "(0 = off; OpenRLHF uses 10).",
     "ppo.remat": "Run the layers as one lax.scan in every pass of the train step and recompute each "
     "layer's activations in the backward pass: one layer's activations alive at a time, ~1/3 more "
     "compute. Needed for long sequences (see the scale-out guide).",
@@ -115,7 +120,8 @@ SOURCE_FIELD_DOCS = {
     "applies_to": "all, or with_answer (only prompts that have a ground truth).",
     "fraction": "Share of those prompts the source applies to (a deterministic hash of seed and prompt).",
     "level": "step (rewards on step ends) or sequence (one value per response).",
-    "baseline": "shared (on the last token, sharing the credit baseline; the official code's VR) or rloo (own RLOO; the paper's VR).",
+    "baseline": "shared (sequence sources: on the last token after the credit transform, sharing the credit "
+    "baseline; the verl code's VR) or rloo (own RLOO; the paper's VR).",
 }
 
 

@@ -10,6 +10,8 @@ all of shape [T]. Batch with `jax.vmap`. Returns are 0 wherever `mask_t` is 0.
     worst_step  G_t = r_w if t <= w else 0, w = argmin_{e_k} r_k   (soft_min as T -> 0)
     all_token_min  the official verl code's "strict min": running min over ALL
                 positions k >= t, including the 0 reward of non-step tokens and padding.
+                verl minimises the whole token score, so `pure.pure_advantages` passes
+                r + dense rewards (VR, -beta kl) here.
 
 Reference: Cheng et al., "Stop Summation: Min-Form Credit Assignment Is All
 Process Reward Model Needs for Reasoning", arXiv 2504.15275, Eqs. 2-3.
@@ -165,7 +167,8 @@ def all_token_min_returns(r_t, mask_t) -> jnp.ndarray:
     `min_form_returns` for the paper's definition.
 
     Args:
-      r_t: float[T] token rewards (step rewards on step ends, 0 elsewhere).
+      r_t: float[T] token rewards: step rewards on step ends, plus, to match verl,
+        every reward it adds to the token scores (VR on the last token, -beta kl_t).
       mask_t: bool or 0/1 [T] valid tokens.
 
     Returns:

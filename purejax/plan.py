@@ -132,6 +132,7 @@ def plan(config, mesh_shape: tuple[int, int, int]):
         step_end=_sds(partitioner, (rows, n), jnp.bool_),
         step_rewards=_sds(partitioner, (rows, n), jnp.float32),
         seq_rewards=_sds(partitioner, (rows,), jnp.float32),
+        dense_rewards=_sds(partitioner, (rows, n), jnp.float32),  # ComposedRewards.dense_r_bt
     )
     rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
     step = ts.make_train_step(

@@ -1,9 +1,14 @@
 """One call from step rewards to token advantages, for the common PURE settings.
 
     step rewards --(soft-min transform)--> --(token_rate / step_mean baseline)-->
-    --(credit: sum / min / worst_step / all_token_min)--> returns (+ sum-form of dense rewards)
+    --(credit: sum / min / worst_step / all_token_min)--> returns (+ dense rewards: sum form,
+      or inside the running min for all_token_min)
     --(token_mean / rloo / grpo / dr_grpo baseline)--> (+ RLOO of own-baseline sequence rewards)
-    --(whitening over the batch)--> advantages
+    --(zero_step_ends: 0 on step ends)--> --(whitening over the batch)--> advantages
+
+Dense rewards are what the official code adds to the token scores AFTER the
+soft-min transform (verl: the VR on the last token and the KL penalty), so the
+softmax never re-weights them.
 
 Built only from the public pieces in `credit`, `advantages` and `reductions`.
 """
@@ -45,6 +50,10 @@ class AdvantageConfig:
       (transformed) step rewards before the return; `none` uses returns as they are
       (REINFORCE++ = `none` + whitening).
     whiten: whiten the advantages over all valid tokens of the batch (official default).
+    zero_step_ends: give step-end tokens (the last valid token included) return and
+      advantage 0, so they get no policy gradient, and whiten over the tokens whose
+      advantage is not 0 (`reductions.masked_whiten_nonzero`), leaving those at 0:
+      the OpenRLHF branch's default (`--nomask_separator_adv` not set).
     """
 
     credit: str = "soft_min"
@@ -52,6 +61,7 @@ class AdvantageConfig:
     discount: float = 1.0
     baseline: str = "token_mean"
     whiten: bool = True
+    zero_step_ends: bool = False
 
     def __post_init__(self):
         fn = "AdvantageConfig"
@@ -61,6 +71,9 @@ class AdvantageConfig:
             raise ValueError(f"{fn}: `temperature` must be > 0, got {self.temperature}.")
         if not 0 < self.discount <= 1:
             raise ValueError(f"{fn}: `discount` must be in (0, 1], got {self.discount}.")
+        for name in ("whiten", "zero_step_ends"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{fn}: `{name}` must be True or False, got {getattr(self, name)!r}.")
 
     @classmethod
     def from_config(cls, config: Any) -> "AdvantageConfig":
@@ -96,17 +109,20 @@ def pure_advantages(
     """Token advantages for a batch of B = P * group_size responses, groups contiguous.
 
     Args:
-      step_r_bt: float[B, T] process rewards on step ends (0 elsewhere). A sequence
-        reward that shares the token baseline (the official code's VR) is added here
-        on the last valid token.
+      step_r_bt: float[B, T] process rewards on step ends (0 elsewhere): what the
+        soft-min transform and the token_rate / step_mean baselines act on.
       step_end_bt: bool or 0/1 [B, T] step ends (e.g. vmapped `step_end_mask`).
       mask_bt: bool or 0/1 [B, T] valid response tokens.
       group_size: K responses per prompt; rows [p K, (p + 1) K) share prompt p.
       config: an AdvantageConfig, or a mapping / ConfigDict with its fields.
       seq_r_b: optional float[B] sequence rewards with their own RLOO baseline (the
         paper's VR), added to the advantages of every valid token.
-      dense_r_bt: optional float[B, T] per-token rewards (a KL penalty) credited in
-        sum form whatever `config.credit` is, and added to the returns.
+      dense_r_bt: optional float[B, T] per-token rewards added after the transform and
+        the reward baselines: the KL penalty, and a sequence reward sharing the token
+        baseline (verl's VR) on the last valid token. For `all_token_min` they enter
+        the running minimum, as verl's strict min-form takes min over (r + dense); for
+        every other mode their sum-form returns are added (`min` and `worst_step` have
+        no official code; sum form keeps the KL a per-token cost there).
 
     Returns:
       Advantages(advantages, returns), each float[B, T], 0 on padding.
@@ -151,6 +167,10 @@ def _pure_advantages(step_r_bt, step_end_bt, mask_bt, seq_r_b, dense_r_bt, *, gr
         r_bt = jax.vmap(_REWARD_BASELINES[config.baseline])(
             to_groups(r_bt), to_groups(end_bt), to_groups(valid_bt)
         ).reshape(batch, width)
+    if dense_r_bt is not None and mode == "all_token_min":
+        # verl's strict min-form minimises the whole token score: KL and VR inside the min.
+        r_bt = r_bt + dense_r_bt.astype(dtype)
+        dense_r_bt = None
     g_bt = jax.vmap(functools.partial(credit.returns, mode=mode, discount=config.discount))(
         r_bt, end_bt, valid_bt
     )
@@ -178,6 +198,12 @@ def _pure_advantages(step_r_bt, step_end_bt, mask_bt, seq_r_b, dense_r_bt, *, gr
             batch
         )
         a_bt = a_bt + rloo_b[:, None] * m_bt
-    if config.whiten:
+    if config.zero_step_ends:
+        # OpenRLHF zeroes the returns on step ends, so the separators get no gradient.
+        g_bt = jnp.where(end_bt, 0.0, g_bt)
+        a_bt = jnp.where(end_bt, 0.0, a_bt)
+        if config.whiten:
+            a_bt = reductions.masked_whiten_nonzero(a_bt, valid_bt)
+    elif config.whiten:
         a_bt = reductions.masked_whiten(a_bt, valid_bt)
     return Advantages(a_bt, g_bt)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from purejax import _checks
@@ -65,6 +66,31 @@ def masked_whiten(x, mask, shift_mean: bool = True, eps: float = 1e-8) -> jnp.nd
     if not shift_mean:
         whitened = whitened + mean
     return whitened * m
+
+
+def masked_whiten_nonzero(x, mask, eps: float = 1e-8) -> jnp.ndarray:
+    """OpenRLHF's whitening when step ends are zeroed (`nomask_separator_adv` off).
+
+    With n = the masked entries that are not 0 (the zeroed step ends are left out):
+
+        mean = sum_{m, x != 0} x / n
+        var  = sum_{m} (x - mean)^2 / n        (the zeros' deviations included, as OpenRLHF does)
+        out  = (x - mean) / sqrt(max(var, eps)) where m and x != 0, else 0
+
+    An entry that is exactly 0 for another reason is treated the same way, as in OpenRLHF.
+
+    Args:
+      x: float[...] advantages. mask: bool or 0/1, broadcastable to x.
+
+    Returns:
+      float array of x's shape; 0 off the mask and where x == 0.
+    """
+    m = _weights(x, mask)
+    keep = m * (x != 0).astype(x.dtype)
+    n = jnp.maximum(jnp.sum(keep), 1.0)
+    mean = jnp.sum(x * keep) / n
+    var = jnp.sum(jnp.square(x - mean) * m) / n
+    return (x - mean) * jax.lax.rsqrt(jnp.maximum(var, eps)) * keep
 
 
 LOSS_AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")

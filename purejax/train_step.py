@@ -6,15 +6,16 @@ Inside one jit, with fixed shapes:
   1. log-probs of the sampled responses under the current policy (the PPO
      "old" policy; recomputed, never taken from the sampler, so sampler/trainer
      numerics cannot skew the ratio) and under the frozen reference policy;
-  2. the KL penalty, as a per-token reward (-beta kl_t, credited in sum form)
-     or as a loss term;
-  3. advantages from step rewards with `purejax.pure_advantages`;
+  2. the KL penalty, as a per-token reward (-beta kl_t, a dense reward added after
+     the credit transform, as verl does) or as a loss term;
+  3. advantages from step rewards with `purejax.pure_advantages` (dense rewards:
+     the KL penalty plus `RolloutBatch.dense_rewards`, e.g. verl's shared VR);
   4. PPO epochs x minibatches as nested `lax.scan`s: clipped surrogate,
      aggregated as configured, AdamW with global-norm clipping; an update
      whose loss, gradient, update or new parameters are not finite is skipped
      (params and optimizer state unchanged, counted in metrics["skipped"]);
-     a micro-batch whose mean ratio exceeds `ratio_guard` contributes no loss
-     (OpenRLHF's guard).
+     a micro-batch whose mean over sequences of the per-sequence mean ratio
+     exceeds `ratio_guard` contributes no loss (OpenRLHF's guard).
 
 Reads config sections `ppo`, `optim`, `advantage` and
 `rollout.samples_per_prompt` (see configs/common.py).
@@ -34,6 +35,7 @@ from purejax import losses
 from purejax import pure
 from purejax import reductions
 from purejax import sharding
+from purejax.rewards.compose import dense_source_names
 
 
 class RolloutBatch(NamedTuple):
@@ -46,6 +48,9 @@ class RolloutBatch(NamedTuple):
     step_end: jnp.ndarray  # bool[B, T]
     step_rewards: jnp.ndarray  # float32[B, T], step-level rewards on step ends
     seq_rewards: jnp.ndarray  # float32[B], sequence rewards with their own RLOO baseline
+    # float32[B, T] rewards added after the credit transform ('shared' sequence sources on
+    # the last token: ComposedRewards.dense_r_bt); None when the config has no such source.
+    dense_rewards: jnp.ndarray | None = None
 
 
 class TrainState(NamedTuple):
@@ -74,6 +79,8 @@ class PPOSettings:
     loss_agg: str
     ratio_guard: float | None
     remat: bool = False
+    # Names of the 'shared' sequence reward sources, which arrive in RolloutBatch.dense_rewards.
+    dense_sources: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config) -> "PPOSettings":
@@ -95,7 +102,25 @@ class PPOSettings:
             loss_agg=str(ppo.loss_agg),
             ratio_guard=float(ppo.ratio_guard) or None,
             remat=bool(ppo.remat),
+            dense_sources=_dense_sources(config),
         )
+
+
+def _dense_sources(config) -> tuple[str, ...]:
+    """The reward sources `compose_rewards` puts in `dense_r_bt` ('shared' sequence sources)."""
+    return dense_source_names(getattr(config, "rewards", None) or {})
+
+
+def guard_ratio(ratio_bt, mask_bt) -> jnp.ndarray:
+    """The statistic OpenRLHF's ratio guard compares with its limit (10): mean_b [mean_t ratio].
+
+    Each response's token-mean ratio, averaged over responses (rows without valid
+    tokens left out), as OpenRLHF's PolicyLoss does (main branch,
+    openrlhf/models/loss.py: masked_mean(ratio, action_mask, dim=-1).mean()). A
+    short response whose ratio ran away weighs as much as a long one, where a
+    token mean would dilute it.
+    """
+    return reductions.aggregate_loss(ratio_bt, mask_bt, "seq-mean-token-mean").mean()
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -303,8 +328,7 @@ def make_train_step(
         if s.ratio_guard is not None:
             # OpenRLHF zeroes the loss of a batch whose mean ratio has run away (with
             # micro-batches: of a micro-batch whose mean ratio has).
-            micro_ratio = reductions.masked_mean(ratio, mask)
-            loss = jnp.where(micro_ratio > s.ratio_guard, 0.0, loss)
+            loss = jnp.where(guard_ratio(ratio, mask) > s.ratio_guard, 0.0, loss)
         return loss, aux
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -351,6 +375,16 @@ def make_train_step(
         mask = batch.response_mask
         kl_bt = jax.vmap(losses.kl_penalty, (0, 0, None))(old_logp, ref_logp, s.kl_estimator) * mask
         dense = -s.kl_beta * kl_bt if s.kl_in == "reward" else None
+        if batch.dense_rewards is not None:
+            dense = batch.dense_rewards if dense is None else dense + batch.dense_rewards
+        elif s.dense_sources:
+            # Fails at trace time: a batch built without them would silently train without
+            # the shared VR.
+            raise ValueError(
+                f"RolloutBatch.dense_rewards is None, but rewards.{s.dense_sources[0]} is a sequence "
+                "source with baseline 'shared', which arrives there: pass "
+                "dense_rewards=ComposedRewards.dense_r_bt."
+            )
         advantages = pure.pure_advantages(
             batch.step_rewards,
             batch.step_end,

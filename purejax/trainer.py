@@ -277,6 +277,7 @@ class Trainer:
             step_end=step_end,
             step_rewards=np.stack([x.composed.step_r_bt for x in scored]).astype(np.float32),
             seq_rewards=np.stack([x.composed.seq_r_b for x in scored]).astype(np.float32),
+            dense_rewards=np.stack([x.composed.dense_r_bt for x in scored]).astype(np.float32),
         )
         if self.partitioner is None:
             batch = jax.tree.map(jnp.asarray, batch)

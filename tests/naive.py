@@ -73,7 +73,8 @@ def token_rate_rewards(r, e, m):
         start = 0
         for t in range(n):
             if e[i][t] and m[i][t]:
-                tokens = sum(1 for s in range(start, t + 1) if m[i][s])
+                # OpenRLHF's tokens per step: the step-end token is not counted.
+                tokens = sum(1 for s in range(start, t) if m[i][s])
                 out[i][t] = r[i][t] - rate * tokens
                 start = t + 1
     return out
@@ -118,4 +119,36 @@ def ppo_loss(logp, old, adv, lo, hi, dual):
         if dual is not None and c < 0:
             loss = min(loss, -c * dual)
         out.append(loss)
+    return out
+
+
+def openrlhf_advantages(r, e, m, dense, vr, temperature):
+    """OpenRLHF's PURE script on one group: soft-min, token-rate baseline (tokens per step
+    without the step end, rate over full lengths), own-RLOO VR on the last token, dense
+    reward, sum-form returns zeroed on step ends, whitening of the non-zero tokens."""
+    k_, n = len(r), len(r[0])
+    r_star = [soft_min_rewards(r[i], [e[i][t] and m[i][t] for t in range(n)], temperature) for i in range(k_)]
+    total = [sum(r_star[i]) for i in range(k_)]
+    length = [sum(1 for t in range(n) if m[i][t]) for i in range(k_)]
+    x = np.zeros((k_, n))
+    for i in range(k_):
+        rate = sum(total[k] for k in range(k_) if k != i) / sum(length[k] for k in range(k_) if k != i)
+        prev = -1
+        for t in range(n):
+            if e[i][t] and m[i][t]:
+                x[i][t] = r_star[i][t] - rate * (t - prev - 1)
+                prev = t
+        last = length[i] - 1
+        x[i][last] += vr[i] - sum(vr[k] for k in range(k_) if k != i) / (k_ - 1)
+    adv = np.zeros((k_, n))
+    for i in range(k_):
+        for t in range(n):
+            if m[i][t] and not e[i][t]:
+                adv[i][t] = sum(x[i][s] + dense[i][s] for s in range(t, n) if m[i][s])
+    nonzero = [(i, t) for i in range(k_) for t in range(n) if m[i][t] and adv[i][t] != 0]
+    mean = sum(adv[i][t] for i, t in nonzero) / len(nonzero)
+    var = sum((adv[i][t] - mean) ** 2 for i in range(k_) for t in range(n) if m[i][t]) / len(nonzero)
+    out = np.zeros((k_, n))
+    for i, t in nonzero:
+        out[i][t] = (adv[i][t] - mean) / math.sqrt(max(var, 1e-8))
     return out

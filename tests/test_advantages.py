@@ -57,9 +57,10 @@ class TestPureBaselines:
         r = jnp.array([[0.0, 0.6, 0.3], [0.0, 0.4, 0.0]])
         e = jnp.array([[0, 1, 1], [0, 1, 0]], bool)
         m = jnp.array([[1, 1, 1], [1, 1, 0]], bool)
-        # b_0 = 0.4 / 2 = 0.2 per token; b_1 = 0.9 / 3 = 0.3 per token.
+        # b_0 = 0.4 / 2 = 0.2 per token; b_1 = 0.9 / 3 = 0.3 per token. Tokens per step
+        # leave the step end out (OpenRLHF): row 0 counts 1 and 0, row 1 counts 1.
         np.testing.assert_allclose(
-            pj.token_rate_rewards(r, e, m), [[0.0, 0.6 - 0.4, 0.3 - 0.2], [0.0, 0.4 - 0.6, 0.0]], atol=1e-6
+            pj.token_rate_rewards(r, e, m), [[0.0, 0.6 - 0.2, 0.3 - 0.0], [0.0, 0.4 - 0.3, 0.0]], atol=1e-6
         )
 
     @pytest.mark.parametrize("seed", range(4))
@@ -223,3 +224,103 @@ class TestPureAdvantages:
             ValueError, match="`group_size` must be a positive int dividing the batch size 12"
         ):
             pj.pure_advantages(r, e, m, 5)
+
+
+class TestOfficialVariants:
+    """Issue 18 §1: the options that reproduce the official code, with its numbers.
+
+    Each input is the issue's; each expected value is what the official code
+    (CJReinforce/PURE, branches `verl` and `main` = OpenRLHF) returns for it.
+    """
+
+    def test_verl_shared_vr_enters_after_the_soft_min_transform(self):
+        # K = 2 identical rows r = [0.5, 0.9], both tokens step ends, VR = [1, 0] on the
+        # last token, T = 0.1, token_mean, no whitening. verl: r* = softmax(-r/T) r, then
+        # VR added to the last token's score, sum-form returns, token-mean baseline.
+        r = jnp.array([[0.5, 0.9], [0.5, 0.9]])
+        e = jnp.ones((2, 2), bool)
+        vr = jnp.array([[0.0, 1.0], [0.0, 0.0]])
+        config = dict(credit="soft_min", temperature=0.1, baseline="token_mean", whiten=False)
+        out = pj.pure_advantages(r, e, e, 2, config, dense_r_bt=vr)
+        np.testing.assert_allclose(out.advantages, [[1.2455, 0.7545], [-0.7545, -1.2455]], atol=1e-4)
+        # Hand: w = softmax([-5, -9]) = [0.98201, 0.01799]; r* = [0.49101, 0.01619].
+        w0 = 1 / (1 + np.exp(-4.0))
+        r_star = np.array([0.5 * w0, 0.9 * (1 - w0)])
+        g0 = np.cumsum((r_star + [0, 1])[::-1])[::-1]
+        g1 = np.cumsum(r_star[::-1])[::-1]
+        np.testing.assert_allclose(out.returns, [g0, g1], atol=1e-6)
+        np.testing.assert_allclose(out.advantages[0], g0 - g1.sum() / 2, atol=1e-6)
+
+    def test_all_token_min_takes_dense_rewards_inside_the_running_min(self):
+        # One step end at t = 1, r = [0, 0.8], kl = [0.2, 0.1], beta = 0.1, K = 2 identical
+        # rows. verl: min over (r - beta kl) = [-0.02, 0.79] -> returns [-0.02, 0.79].
+        r = jnp.array([[0.0, 0.8], [0.0, 0.8]])
+        e = jnp.array([[0, 1], [0, 1]], bool)
+        m = jnp.ones((2, 2), bool)
+        dense = -0.1 * jnp.array([[0.2, 0.1], [0.2, 0.1]])
+        config = dict(credit="all_token_min", baseline="token_mean", whiten=False)
+        out = pj.pure_advantages(r, e, m, 2, config, dense_r_bt=dense)
+        np.testing.assert_allclose(out.returns, [[-0.02, 0.79], [-0.02, 0.79]], atol=1e-6)
+        np.testing.assert_allclose(out.advantages, [[-0.405, 0.405], [-0.405, 0.405]], atol=1e-6)
+
+    def test_min_and_worst_step_keep_dense_rewards_in_sum_form(self):
+        # No official code runs these modes; the KL keeps its sum form there.
+        r = jnp.array([[0.0, 0.8]])
+        e = jnp.array([[0, 1]], bool)
+        m = jnp.ones((1, 2), bool)
+        dense = jnp.array([[-0.02, -0.01]])
+        for credit in ("min", "worst_step"):
+            out = pj.pure_advantages(r, e, m, 1, dict(credit=credit, baseline="none", whiten=False), dense_r_bt=dense)
+            np.testing.assert_allclose(out.returns, [[0.77, 0.79]], atol=1e-6, err_msg=credit)
+
+    def test_openrlhf_token_rate_counts_step_tokens_without_the_step_end(self):
+        # Row 0: length 4, ends at t = 1 and 3, r* = [0.4, 0.2]; row 1: length 2, an end at
+        # t = 1, r* = 0.6. Rates: b_0 = 0.6 / 2, b_1 = 0.6 / 4 (full lengths); tokens per
+        # step, step end left out: row 0 [1, 1], row 1 [1].
+        r = jnp.array([[0.0, 0.4, 0.0, 0.2], [0.0, 0.6, 0.0, 0.0]])
+        e = jnp.array([[0, 1, 0, 1], [0, 1, 0, 0]], bool)
+        m = jnp.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
+        np.testing.assert_allclose(
+            pj.token_rate_rewards(r, e, m), [[0, 0.1, 0, -0.1], [0, 0.45, 0, 0]], atol=1e-6
+        )
+
+    def test_openrlhf_zero_step_ends_returns(self):
+        # Rewards [0, 0.5, 0, 0.3], ends at t = 1 and 3: returns [0.8, 0, 0.3, 0].
+        r = jnp.array([[0.0, 0.5, 0.0, 0.3]])
+        e = jnp.array([[0, 1, 0, 1]], bool)
+        m = jnp.ones((1, 4), bool)
+        config = dict(credit="sum", baseline="none", whiten=False, zero_step_ends=True)
+        out = pj.pure_advantages(r, e, m, 1, config)
+        np.testing.assert_allclose(out.returns, [[0.8, 0.0, 0.3, 0.0]], atol=1e-6)
+        np.testing.assert_allclose(out.advantages, [[0.8, 0.0, 0.3, 0.0]], atol=1e-6)
+        off = pj.pure_advantages(r, e, m, 1, dict(config, zero_step_ends=False))
+        np.testing.assert_allclose(off.returns, [[0.8, 0.8, 0.3, 0.3]], atol=1e-6)
+
+    def test_openrlhf_whitening_of_nonzero_tokens(self):
+        # x = [1, 0, 2, 3]: mean over the non-zero tokens 2, squared deviations over all
+        # valid tokens 1 + 4 + 0 + 1 = 6, divided by the non-zero count 3 -> var 2.
+        x = jnp.array([[1.0, 0.0, 2.0, 3.0, 7.0]])
+        m = jnp.array([[1, 1, 1, 1, 0]], bool)
+        np.testing.assert_allclose(
+            pj.masked_whiten_nonzero(x, m), [[-0.70710678, 0, 0, 0.70710678, 0]], atol=1e-6
+        )
+        # The same through pure_advantages: zero_step_ends with whitening uses it.
+        r = jnp.array([[0.0, 0.5, 0.0, 0.3]])
+        e = jnp.array([[0, 1, 0, 1]], bool)
+        out = pj.pure_advantages(
+            r, e, jnp.ones((1, 4), bool), 1, dict(credit="sum", baseline="none", zero_step_ends=True)
+        )
+        # Non-zero [0.8, 0.3]: mean 0.55, var = (0.0625 + 0.3025 + 0.0625 + 0.3025) / 2.
+        rstd = 1 / np.sqrt((2 * 0.0625 + 2 * 0.3025) / 2)
+        np.testing.assert_allclose(out.advantages, [[0.25 * rstd, 0, -0.25 * rstd, 0]], atol=1e-5)
+
+    @pytest.mark.parametrize("seed", range(3))
+    def test_zero_step_ends_against_naive_loops(self, seed):
+        rng = np.random.default_rng(seed)
+        r, e, m = _group(seed, k=4, n=9)
+        kl = np.where(m, rng.normal(0, 0.01, r.shape), 0).astype(np.float32)
+        vr = rng.integers(0, 2, 4).astype(np.float32)
+        config = dict(credit="soft_min", baseline="token_rate", zero_step_ends=True)
+        out = pj.pure_advantages(jnp.array(r), e, m, 4, config, seq_r_b=jnp.array(vr), dense_r_bt=jnp.array(kl))
+        want = naive.openrlhf_advantages(r, e, m, kl, vr, 0.1)
+        np.testing.assert_allclose(out.advantages, want, atol=1e-4)

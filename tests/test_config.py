@@ -71,6 +71,14 @@ def test_wrong_type_is_refused():
         config_lib.load("configs.qwen25_math_7b_prm_vr", overrides={"rewards.vr.weight": "heavy"})
 
 
+def test_zero_step_ends_is_a_validated_bool():
+    c = config_lib.load("configs.qwen25_math_7b_prm_vr", overrides=["advantage.zero_step_ends=True"])
+    assert c.advantage.zero_step_ends is True
+    assert config_lib.load("configs.qwen25_math_7b_prm_vr").advantage.zero_step_ends is False
+    with pytest.raises(config_lib.ConfigError, match=r"^config.advantage.zero_step_ends: must be a bool"):
+        config_lib.load("configs.qwen25_math_7b_prm_vr", overrides={"advantage.zero_step_ends": "on"})
+
+
 def _edited_config(edit):
     c = config_lib.defaults()
     c.rewards.prm = config_lib.reward_source("prm")

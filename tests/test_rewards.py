@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import purejax as pj
 from purejax import config as config_lib
 from purejax.rewards import (
     SOURCE_TYPES,
@@ -168,12 +169,14 @@ def test_composition_weights_levels_and_baselines():
     # Loop reference for the overlong penalty and the last-token placement.
     lengths = mask.sum(1)
     length_r = np.array([min(0.0, max(-1.0, (4 - 2 - n) / 2)) for n in lengths], np.float32)
-    want_step = np.zeros((6, 5), np.float32)
+    # 'shared' sequence sources are added after the credit transform (verl's VR): dense.
+    want_dense = np.zeros((6, 5), np.float32)
     for b in range(6):
         if lengths[b]:
-            want_step[b, lengths[b] - 1] = 0.5 * vr[b] + 1.0 * length_r[b]
+            want_dense[b, lengths[b] - 1] = 0.5 * vr[b] + 1.0 * length_r[b]
     np.testing.assert_allclose(out.seq_r_b, 2.0 * vr + 3.0 * fmt)
-    np.testing.assert_allclose(out.step_r_bt, want_step, atol=1e-7)
+    np.testing.assert_allclose(out.dense_r_bt, want_dense, atol=1e-7)
+    np.testing.assert_array_equal(out.step_r_bt, 0.0)  # no step source
     np.testing.assert_array_equal(out.raw["vr"], vr)  # raw = before weighting
     np.testing.assert_array_equal(out.applies["vr"], [1, 1, 0, 1, 1, 0])
     np.testing.assert_array_equal(out.applies["fmt"], np.ones(6, bool))
@@ -206,12 +209,13 @@ def test_composition_with_prm_step_source():
         scorers={"prm": PRMScorer(logits_fn, STEP_TOKEN)},
     )
     prm_r = _naive_prm(logits_fn, prompt_ids, prompt_mask, response_ids, response_mask)
-    want = 0.5 * prm_r
+    want_dense = np.zeros_like(prm_r)
     for b, v in enumerate([1.0, 0.0, 0.0, 0.0]):
         n = response_mask[b].sum()
         if n:
-            want[b, n - 1] += v
-    np.testing.assert_allclose(out.step_r_bt, want, atol=1e-5)
+            want_dense[b, n - 1] += v
+    np.testing.assert_allclose(out.step_r_bt, 0.5 * prm_r, atol=1e-5)
+    np.testing.assert_allclose(out.dense_r_bt, want_dense, atol=1e-7)
     np.testing.assert_array_equal(out.seq_r_b, 0)
     metrics = reward_metrics(out, np.asarray(end_bt))
     ends = np.asarray(end_bt)
@@ -225,6 +229,34 @@ def test_composition_with_prm_step_source():
             prompt_index=np.arange(4),
             tokens=tokens,
         )
+
+
+def test_shared_vr_enters_pure_advantages_after_the_soft_min_as_verl_does():
+    # Issue 18 §1.1: K = 2 identical rows r = [0.5, 0.9], both tokens step ends, VR = [1, 0],
+    # T = 0.1, token_mean, no whitening. verl adds the VR to the last token after the
+    # soft-min transform: [[1.2455, 0.7545], [-0.7545, -1.2455]] (VR inside the
+    # transform gave [[0.2383, -0.2617], [0.2572, -0.2338]]).
+    mask = np.ones((2, 2), bool)
+    sources = {"vr": config_lib.reward_source("verifiable", baseline="shared", workers=0)}
+    out = compose_rewards(
+        sources,
+        texts=["\\boxed{1}", "\\boxed{2}"],
+        truths=["1", "1"],
+        response_mask=mask,
+        prompt_index=np.array([0, 0]),
+    )
+    np.testing.assert_array_equal(out.dense_r_bt, [[0, 1], [0, 0]])
+    prm_r = np.array([[0.5, 0.9], [0.5, 0.9]], np.float32)
+    adv = pj.pure_advantages(
+        jnp.asarray(prm_r + out.step_r_bt),
+        mask,
+        mask,
+        2,
+        dict(credit="soft_min", temperature=0.1, baseline="token_mean", whiten=False),
+        seq_r_b=jnp.asarray(out.seq_r_b),
+        dense_r_bt=jnp.asarray(out.dense_r_bt),
+    )
+    np.testing.assert_allclose(adv.advantages, [[1.2455, 0.7545], [-0.7545, -1.2455]], atol=1e-4)
 
 
 def test_fraction_subsample_is_per_prompt_deterministic_and_close_to_fraction():

@@ -273,3 +273,40 @@ def test_a_nonfinite_update_from_finite_gradients_is_skipped():
         np.testing.assert_array_equal(new, old)
     for new, old in zip(jax.tree.leaves(state.opt_state), jax.tree.leaves(opt0)):
         np.testing.assert_array_equal(new, old)
+
+
+def test_ratio_guard_averages_per_sequence_mean_ratios_as_openrlhf():
+    # Issue 18 §1.5: a 1-token row at ratio 25 and a 10-token row at ratio 1 give
+    # (25 + 1) / 2 = 13.0 (skip at 10), where a token mean gives 35 / 11 = 3.18.
+    ratio = jnp.concatenate([jnp.full((1, 10), 1.0), jnp.full((1, 10), 1.0)]).at[0, 0].set(25.0)
+    mask = jnp.array([[True] + [False] * 9, [True] * 10])
+    np.testing.assert_allclose(ts.guard_ratio(ratio, mask), 13.0, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(ts.guard_ratio)(ratio, mask), 13.0, rtol=1e-6)
+    assert float(pj.masked_mean(ratio, mask)) < 10  # the statistic the guard used before
+    # A row without valid tokens does not count.
+    empty = jnp.zeros((1, 10), bool)
+    np.testing.assert_allclose(
+        ts.guard_ratio(jnp.concatenate([ratio, ratio[:1]]), jnp.concatenate([mask, empty])), 13.0, rtol=1e-6
+    )
+
+
+def test_dense_rewards_enter_the_advantages_and_are_required_for_shared_sources():
+    # verl's shared VR arrives in RolloutBatch.dense_rewards and is added after the
+    # credit transform, like the KL penalty (zero here: old and reference policies agree).
+    config = _config()
+    config.advantage.update(credit="soft_min")
+    config.rewards.vr = config_lib.reward_source("verifiable", baseline="shared", workers=0)
+    optimizer = ts.make_optimizer(config)
+    graphdef, state = ts.init_train_state(_policy(), optimizer)
+    step = ts.make_train_step(config, graphdef, optimizer)
+    batch = _batch()
+    last = batch.response_mask.sum(1) - 1
+    vr = jnp.zeros_like(batch.step_rewards).at[jnp.arange(K * PROMPTS), last].set(batch.seq_rewards)
+    with pytest.raises(ValueError, match="RolloutBatch.dense_rewards is None, but rewards.vr"):
+        step(state, batch, jax.random.PRNGKey(0))
+    _, metrics = step(state, batch._replace(dense_rewards=vr), jax.random.PRNGKey(0))
+    adv = pj.pure_advantages(
+        batch.step_rewards, batch.step_end, batch.response_mask, K, config.advantage,
+        seq_r_b=batch.seq_rewards, dense_r_bt=vr,
+    ).advantages
+    np.testing.assert_allclose(metrics["pg_loss"], -pj.masked_mean(adv, batch.response_mask), atol=1e-3)

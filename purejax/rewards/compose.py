@@ -2,15 +2,18 @@
 
 For B responses of padded width T (PURE_SPEC §4, §5):
 
-    step_r_bt = sum_{step sources s} w_s r_s,bt
-              + sum_{sequence sources s, baseline 'shared'} w_s v_s,b [t = last valid token]
-    seq_r_b   = sum_{sequence sources s, baseline 'rloo'} w_s v_s,b
+    step_r_bt  = sum_{step sources s} w_s r_s,bt
+    dense_r_bt = sum_{sequence sources s, baseline 'shared'} w_s v_s,b [t = last valid token]
+    seq_r_b    = sum_{sequence sources s, baseline 'rloo'} w_s v_s,b
 
-Step sources (the PRM) and 'shared' sequence sources (the official code's VR)
-share the group baseline of the credit assignment (e.g. `token_mean`);
-'rloo' sequence sources (the paper's VR) get their own plain RLOO
-(`purejax.pure_advantages(step_r_bt, ..., seq_r_b=seq_r_b)`). A source
-contributes 0 on rows where it does not apply. Raw values are kept per source,
+Step sources (the PRM) go through the credit transform (soft-min) and share
+the group baseline of the credit assignment (e.g. `token_mean`). 'shared'
+sequence sources (the verl code's VR) share that baseline too, but verl adds
+them to the token scores AFTER the transform, so they are dense rewards, never
+re-weighted by the softmax. 'rloo' sequence sources (the paper's VR) get their
+own plain RLOO. All three feed
+`purejax.pure_advantages(step_r_bt, ..., seq_r_b=seq_r_b, dense_r_bt=dense_r_bt + KL)`.
+A source contributes 0 on rows where it does not apply. Raw values are kept per source,
 before weighting, with the mask of rows they apply to, for logging.
 """
 
@@ -24,8 +27,9 @@ from purejax.rewards.sources import COMMON_DEFAULTS, SOURCE_TYPES, TokenBatch, a
 
 
 class ComposedRewards(NamedTuple):
-    step_r_bt: np.ndarray  # float32[B, T]
-    seq_r_b: np.ndarray  # float32[B]
+    step_r_bt: np.ndarray  # float32[B, T], step sources: transformed by the credit assignment
+    seq_r_b: np.ndarray  # float32[B], 'rloo' sequence sources
+    dense_r_bt: np.ndarray  # float32[B, T], 'shared' sequence sources on the last valid token
     raw: dict[str, np.ndarray]  # name -> float32[B] (sequence) or [B, T] (step), unweighted
     applies: dict[str, np.ndarray]  # name -> bool[B]
     levels: dict[str, str]  # name -> "step" | "sequence"
@@ -62,6 +66,16 @@ def _scorer(name: str, source, scorers: Mapping[str, Any]):
     return (scorers[source.scorer],)
 
 
+def _is_dense(common: Mapping[str, Any]) -> bool:
+    """A 'shared' sequence source: added after the credit transform (verl's VR)."""
+    return common["level"] == "sequence" and common["baseline"] == "shared"
+
+
+def dense_source_names(sources: Mapping[str, Any]) -> tuple[str, ...]:
+    """Names of the sources `compose_rewards` puts in `dense_r_bt`."""
+    return tuple(name for name, spec in sources.items() if _is_dense(_source_settings(name, spec)[1]))
+
+
 def compose_rewards(
     sources: Mapping[str, Any],
     *,
@@ -90,7 +104,7 @@ def compose_rewards(
         needs {"prm": PRMScorer}).
 
     Returns:
-      ComposedRewards(step_r_bt, seq_r_b, raw, applies, levels).
+      ComposedRewards(step_r_bt, seq_r_b, dense_r_bt, raw, applies, levels).
     """
     mask_bt = np.asarray(response_mask).astype(bool)
     if mask_bt.ndim != 2:
@@ -113,6 +127,7 @@ def compose_rewards(
 
     step_r_bt = np.zeros((batch, width), dtype=np.float32)
     seq_r_b = np.zeros(batch, dtype=np.float32)
+    dense_r_bt = np.zeros((batch, width), dtype=np.float32)
     raw, applies, levels = {}, {}, {}
     scorers = scorers or {}
     for name, spec in sources.items():
@@ -143,12 +158,12 @@ def compose_rewards(
         weight = np.float32(common["weight"])
         if common["level"] == "step":
             step_r_bt += weight * values
-        elif common["baseline"] == "shared":
-            step_r_bt += weight * values[:, None] * last_bt
+        elif _is_dense(common):
+            dense_r_bt += weight * values[:, None] * last_bt
         else:
             seq_r_b += weight * values
         raw[name], applies[name], levels[name] = values, applies_b, common["level"]
-    return ComposedRewards(step_r_bt, seq_r_b, raw, applies, levels)
+    return ComposedRewards(step_r_bt, seq_r_b, dense_r_bt, raw, applies, levels)
 
 
 def reward_metrics(composed: ComposedRewards, step_end_bt=None) -> dict[str, float]:
