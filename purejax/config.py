@@ -5,7 +5,7 @@ rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
 `configs/common.py`. Sections:
 
     seed, num_seeds, total_steps, checkpoint_every, eval_every
-    policy    (path, dtype, arch)
+    policy    (path, dtype, param_dtype, arch)
     prm       (path, step_token, dtype, arch)
     data      (train_path, eval_names, eval_paths, question_key, answer_key, prompt_template,
                chat_template, step_separator)
@@ -82,7 +82,9 @@ def defaults() -> ml_collections.ConfigDict:
 
     # arch: "" reads config.json in path; or a name of purejax.models.archs.ARCH_TABLE (the planner
     # needs only the shapes, no weights).
-    c.policy = ml_collections.ConfigDict(dict(path="", dtype="bfloat16", arch=""))
+    # dtype: what the forward passes compute in; param_dtype: the trained master weights (and
+    # so the AdamW moments). bf16 masters at the paper's lr 5e-7..1e-6 round most updates away.
+    c.policy = ml_collections.ConfigDict(dict(path="", dtype="bfloat16", param_dtype="float32", arch=""))
     # The PRM was trained with "\n" after each step; step ends are replaced by it.
     c.prm = ml_collections.ConfigDict(
         dict(path="", step_token="\n", dtype="bfloat16", arch="", batch_size=0)  # batch_size 0: all rows
@@ -260,6 +262,7 @@ _CHECKS: dict[str, Callable] = {
     "checkpoint_every": _positive,
     "eval_every": _positive,
     "policy.dtype": _choice(*DTYPES),
+    "policy.param_dtype": _choice(*DTYPES),
     "prm.dtype": _choice(*DTYPES),
     "rollout.prompts_per_step": _positive,
     "rollout.samples_per_prompt": _positive,

@@ -25,7 +25,10 @@ FIELD_DOCS = {
     "eval_every": "Steps between greedy evaluations (also at step 0 and at the end).",
     "policy.path": "Local HF directory of the policy (config.json, safetensors, tokenizer), a Hub id ORG/NAME "
     "from the local HF cache (downloaded when online), or a built-in task's name (purejax.tasks).",
-    "policy.dtype": "Parameter and compute dtype of the policy: float32, bfloat16 or float16.",
+    "policy.dtype": "Compute dtype of the policy (forward passes, sampler, KV cache, reference policy, HF export): "
+    "float32, bfloat16 or float16.",
+    "policy.param_dtype": "Dtype of the trained master weights and so of the AdamW moments (float32: mixed "
+    "precision; equal to policy.dtype: no master copy). Checkpoints store the masters.",
     "policy.arch": "Architecture without weights for experiments.plan: a name of purejax.models.archs.ARCH_TABLE "
     "(\"\" = config.json in policy.path, or the table entry of its checkpoint name).",
     "prm.path": "Local HF directory or Hub id of the PRM (a ...ForTokenClassification), or a built-in PRM's "

@@ -102,10 +102,8 @@ def plan(config, mesh_shape: tuple[int, int, int]):
     graphdef, params = _abstract_model(policy_config, policy_dtype)
     optimizer = ts.make_optimizer(config)
 
-    def new_state(params):
-        return ts.TrainState(params, params, optimizer.init(params), jnp.zeros((), jnp.int32))
-
-    state = partitioner.abstract(jax.eval_shape(new_state, params))
+    param_dtype = jnp.dtype(config.policy.param_dtype)
+    state = partitioner.abstract(jax.eval_shape(lambda q: ts._new_state(q, optimizer, param_dtype), params))
     state_sharding = partitioner.tree(state)
     out = {
         "mesh": dict(partitioner.mesh.shape),
@@ -118,6 +116,7 @@ def plan(config, mesh_shape: tuple[int, int, int]):
         "prompt_len": p,
         "response_len": n,
         "remat": bool(config.ppo.remat),
+        "param_dtype": str(param_dtype),
         "params_bytes": sharding.per_device_bytes(state.params),
         "ref_params_bytes": sharding.per_device_bytes(state.ref_params),
         "opt_state_bytes": sharding.per_device_bytes(state.opt_state),
@@ -201,6 +200,14 @@ def plan(config, mesh_shape: tuple[int, int, int]):
         partitioner=partitioner,
     )
     programs["sample"] = _memory(lowered, start)
+    # With masters in another dtype, the rollout reads a copy cast to the compute dtype, alive
+    # for the rollout only: it counts towards the sampler's peak, not the resident state.
+    out["rollout_params_bytes"] = (
+        sharding.per_device_bytes(sample_state) if param_dtype != policy_dtype else 0
+    )
+    programs["sample"] = dataclasses.replace(
+        programs["sample"], temp=programs["sample"].temp + out["rollout_params_bytes"]
+    )
 
     resident = (
         out["params_bytes"] + out["ref_params_bytes"] + out["opt_state_bytes"] + out["prm_params_bytes"]
@@ -248,11 +255,12 @@ def table(result: dict) -> str:
             f"response tokens; logit chunk {result['logit_chunk'] or 'none'}; remat {result['remat']}"
         ),
         "per device:",
-        f"  policy params          {gib('params_bytes')}",
+        f"  policy params ({result['param_dtype']:>8s}) {gib('params_bytes')}",
         f"  reference params       {gib('ref_params_bytes')}",
         f"  optimizer state        {gib('opt_state_bytes')}",
         f"  PRM params             {gib('prm_params_bytes')}",
         f"  KV cache (in sampler)  {gib('kv_cache_bytes')}",
+        f"  rollout weights (compute dtype, in sampler temp) {gib('rollout_params_bytes')}",
     ]
     for name in ("train", "prm", "sample"):
         if f"{name}_temp_bytes" in result:

@@ -54,8 +54,8 @@ class RolloutBatch(NamedTuple):
 
 
 class TrainState(NamedTuple):
-    params: Any  # nnx.State of the policy's nnx.Param leaves
-    ref_params: Any  # frozen copy: the KL anchor
+    params: Any  # nnx.State of the policy's nnx.Param leaves: the master copy, in policy.param_dtype
+    ref_params: Any  # frozen copy in the compute dtype (policy.dtype): the KL anchor
     opt_state: Any
     step: jnp.ndarray  # int32 scalar: updates done
 
@@ -79,6 +79,7 @@ class PPOSettings:
     loss_agg: str
     ratio_guard: float | None
     remat: bool = False
+    compute_dtype: str = "float32"  # policy.dtype: every forward pass runs on params cast to it
     # Names of the 'shared' sequence reward sources, which arrive in RolloutBatch.dense_rewards.
     dense_sources: tuple[str, ...] = ()
 
@@ -87,6 +88,7 @@ class PPOSettings:
         ppo = config.ppo
         return cls(
             samples_per_prompt=int(config.rollout.samples_per_prompt),
+            compute_dtype=str(config.policy.dtype),
             advantage=pure.AdvantageConfig.from_config(config.advantage),
             clip_eps_low=float(ppo.clip_eps_low),
             clip_eps_high=float(ppo.clip_eps_high),
@@ -157,20 +159,39 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return optax.apply_if_finite(chain, max_consecutive_errors=1_000_000)
 
 
-def _new_state(params, optimizer: optax.GradientTransformation) -> TrainState:
+def cast_params(params, dtype):
+    """`params` with every floating leaf in `dtype`; leaves already in it are returned as they are
+    (so a float32 run casts nothing). Inside a differentiated function the gradient flows back
+    through the cast to the master copy in its own dtype."""
+    dtype = jnp.dtype(dtype)
+
+    def cast(x):
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != dtype else x
+
+    return jax.tree.map(cast, params)
+
+
+def _new_state(params, optimizer: optax.GradientTransformation, param_dtype=None) -> TrainState:
+    """Masters in `param_dtype` (default: the model's), the frozen reference as loaded."""
     # Copies: the step donates its state, which must not delete the caller's model arrays.
-    params = jax.tree.map(jnp.copy, params)
     ref_params = jax.tree.map(jnp.copy, params)
-    return TrainState(params, ref_params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    masters = jax.tree.map(jnp.copy, params if param_dtype is None else cast_params(params, param_dtype))
+    return TrainState(masters, ref_params, optimizer.init(masters), jnp.zeros((), jnp.int32))
 
 
-def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation):
-    """Splits a policy into (graphdef, TrainState); the reference policy is a frozen copy."""
+def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation, param_dtype=None):
+    """Splits a policy into (graphdef, TrainState); the reference policy is a frozen copy.
+
+    The model comes in the compute dtype (its graphdef keeps it: the KV cache uses it); with
+    `param_dtype` (config.policy.param_dtype) the trained master copy is kept in that dtype.
+    """
     graphdef, params = nnx.split(model, nnx.Param)
-    return graphdef, _new_state(params, optimizer)
+    return graphdef, _new_state(params, optimizer, param_dtype)
 
 
-def init_seed_states(model: nnx.Module, optimizer: optax.GradientTransformation, num_seeds: int, partitioner=None):
+def init_seed_states(
+    model: nnx.Module, optimizer: optax.GradientTransformation, num_seeds: int, partitioner=None, param_dtype=None
+):
     """(graphdef, TrainState with a leading seed axis on every leaf, one seed's shardings or None).
 
     Every seed starts from the same policy; they differ in prompts, samples and rewards.
@@ -178,11 +199,12 @@ def init_seed_states(model: nnx.Module, optimizer: optax.GradientTransformation,
     reference copy and AdamW moments never exist whole on one device.
     """
     graphdef, params = nnx.split(model, nnx.Param)
+    new = lambda p: _new_state(p, optimizer, param_dtype)  # noqa: E731
     stack = lambda state: jax.tree.map(lambda x: jnp.stack([x] * num_seeds), state)  # noqa: E731
     if partitioner is None:
-        return graphdef, stack(_new_state(params, optimizer)), None
-    one_seed = partitioner.tree(jax.eval_shape(lambda p: _new_state(p, optimizer), params))
-    build = jax.jit(lambda p: stack(_new_state(p, optimizer)), out_shardings=partitioner.seed_stacked(one_seed))
+        return graphdef, stack(new(params)), None
+    one_seed = partitioner.tree(jax.eval_shape(new, params))
+    build = jax.jit(lambda p: stack(new(p)), out_shardings=partitioner.seed_stacked(one_seed))
     return graphdef, build(partitioner.place(params)), one_seed
 
 
@@ -304,7 +326,7 @@ def make_train_step(
         counts (pg_count: aggregate_loss's count; token_count: valid tokens), so that summing
         the micro-batches' losses and gradients gives the minibatch's exactly."""
         logp, entropy = response_logp(
-            graphdef, params, rest, mb, remat=s.remat, chunk=s.logit_chunk, entropy=True
+            graphdef, cast_params(params, s.compute_dtype), rest, mb, remat=s.remat, chunk=s.logit_chunk, entropy=True
         )
         mask = mb.response_mask
         pg_bt = jax.vmap(losses.clipped_surrogate_loss, (0, 0, 0, None, None, None))(
@@ -369,7 +391,8 @@ def make_train_step(
                 "of a minibatch."
             )
         rng = jax.random.fold_in(rng, state.step)
-        old_logp = sequence_logp(state.params, batch)
+        # One cast of the masters per step for both no-gradient passes' weights.
+        old_logp = sequence_logp(cast_params(state.params, s.compute_dtype), batch)
         ref_logp = sequence_logp(state.ref_params, batch)
         old_logp, ref_logp = jax.lax.stop_gradient((old_logp, ref_logp))
         mask = batch.response_mask

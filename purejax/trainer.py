@@ -93,8 +93,12 @@ class Trainer:
             p.check_rows(calls)
         self.optimizer = train_step_lib.make_optimizer(config)
         self.graphdef, self.state, one_seed_sharding = train_step_lib.init_seed_states(
-            task.policy, self.optimizer, len(self.seeds), p
+            task.policy, self.optimizer, len(self.seeds), p, param_dtype=config.policy.param_dtype
         )
+        compute = jnp.dtype(config.policy.dtype)
+        # The masters cast once per use (a rollout, an evaluation, an export), not per decode step.
+        self._cast = jax.jit(lambda params: train_step_lib.cast_params(params, compute))
+        self._masters_cast = jnp.dtype(config.policy.param_dtype) != compute
         self.update_keys = jnp.stack([jax.random.PRNGKey(seed) for seed in self.seeds])
         if p is not None:
             self.update_keys = p.put(self.update_keys, p.replicated())
@@ -108,9 +112,13 @@ class Trainer:
             f"{workdir}/checkpoints", keep=int(config.logging.keep_checkpoints)
         )
 
+    def compute_params(self):
+        """The seeds' current weights in the compute dtype (the masters themselves when equal)."""
+        return self._cast(self.state.params) if self._masters_cast else self.state.params
+
     def policy(self, seed_index: int = 0):
-        """The current policy of one seed, as a Decoder (on one device)."""
-        params = self.state.params
+        """The current policy of one seed in the compute dtype, as a Decoder (on one device)."""
+        params = self.compute_params()
         if self.partitioner is not None:  # global arrays: one whole host copy
             params = jax.tree.map(jnp.asarray, sharding.fetch(params))
         return nnx.merge(self.graphdef, jax.tree.map(lambda x: x[seed_index], params))
@@ -124,7 +132,7 @@ class Trainer:
         ids, mask = self.train_ids[index], self.train_mask[index]
         keys = rollout_lib.step_keys(self.seeds, step)
         out = rollout_lib.sample_rollout(
-            self.graphdef, self.state.params, ids, mask, keys, c.rollout,
+            self.graphdef, self.compute_params(), ids, mask, keys, c.rollout,
             eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=self.partitioner,
         )  # fmt: skip
         return index, ids, mask, out
@@ -133,7 +141,7 @@ class Trainer:
         """Greedy pass@1 on the held-out prompts with the verifier, one dict per seed."""
         c = self.config
         return rollout_lib.greedy_accuracy(
-            self.graphdef, self.state.params, self.eval_ids, self.eval_mask,
+            self.graphdef, self.compute_params(), self.eval_ids, self.eval_mask,
             [p.answer for p in self.task.eval_prompts], self.task.tokenizer,
             batch_size=int(c.eval.batch_size), max_new_tokens=int(c.eval.max_new_tokens),
             eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=self.partitioner,
