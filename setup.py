@@ -45,6 +45,8 @@ setup(
     extras_require={
         # Hugging Face datasets ids and parquet files as data.train_path / data.eval_paths.
         "hf": _HF,
+        # Weights & Biases tracking (logging.wandb_project); a resumed run continues its W&B run.
+        "wandb": ["wandb>=0.17"],
         "dev": [
             *_HF,  # the tests of those readers run too
             "pytest>=8.0",

@@ -41,5 +41,4 @@ def arith_base(credit: str = "min") -> ml_collections.ConfigDict:
     c.eval_every = 25
     c.checkpoint_every = 25
     c.logging.sample_every = 10
-    c.logging.tensorboard = False
     return c

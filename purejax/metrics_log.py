@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from typing import Any, Mapping
 
 import jax
@@ -63,14 +64,10 @@ class MetricsWriter:
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
-        self._wandb = None
-        if wandb_project:
-            try:
-                import wandb
-            except ImportError:
-                wandb = None
-            if wandb is not None:
-                self._wandb = wandb.init(project=wandb_project, config=dict(config or {}), resume="allow")
+            if config is not None:  # the resolved config, next to the curves it produced
+                text = json.dumps(_plain_tree(config), indent=2, sort_keys=True)
+                self._tb.add_text("config", f"```\n{text}\n```", 0)
+        self._wandb = _wandb_run(workdir, wandb_project, config) if wandb_project else None
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> dict:
         record = {"step": int(step)}
@@ -107,6 +104,36 @@ def write_samples(run_dir: str, step: int, rows: list[dict]) -> None:
     path = os.path.join(run_dir, "samples", f"step_{step:06d}.jsonl")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _plain_tree(value):
+    if isinstance(value, Mapping):
+        return {str(k): _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_tree(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def _wandb_run(workdir: str, project: str, config):
+    """A W&B run that a resumed run continues (its id is kept in workdir/wandb_run_id); None,
+    with a warning, when wandb is not installed."""
+    try:
+        import wandb
+    except ImportError:
+        warnings.warn(
+            f"logging.wandb_project={project!r} is set but wandb is not installed; logging to "
+            "metrics.jsonl and TensorBoard only. Install it with: pip install 'purejax[wandb]'",
+            stacklevel=3,
+        )
+        return None
+    id_file = os.path.join(workdir, "wandb_run_id")
+    if os.path.exists(id_file):
+        with open(id_file, encoding="utf-8") as f:
+            run_id = f.read().strip()
+    else:
+        run_id = wandb.util.generate_id()
+        atomic.write_text(id_file, run_id + "\n")
+    return wandb.init(project=project, id=run_id, resume="allow", config=_plain_tree(dict(config or {})))
 
 
 class NullWriter:

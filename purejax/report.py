@@ -8,7 +8,8 @@ from typing import Sequence
 
 from purejax.metrics_log import read_metrics
 
-# (metrics key, plot title) of the curves the paper watches (PURE_SPEC §8).
+# (metrics key, plot title) of the curves the paper watches (PURE_SPEC §8), then the
+# optimisation's health. A key may be a pair: both on one panel, the second on its own axis.
 CURVES = (
     ("eval/accuracy", "held-out greedy accuracy"),
     ("train/rollout/vr_accuracy", "rollout VR accuracy"),
@@ -18,6 +19,12 @@ CURVES = (
     ("train/rollout/frac_1_step", "fraction of 1-step answers"),
     ("train/kl_reward", "KL to reference"),
     ("train/rollout/repetition", "repetition score"),
+    # The hacking signature: the PRM's verdict rises while the verifier's falls.
+    (("train/rollout/prm_min_mean", "train/rollout/vr_accuracy"), "PRM worst step (left) vs VR accuracy (right)"),
+    ("train/entropy", "policy entropy"),
+    ("train/clip_fraction", "PPO clip fraction"),
+    ("train/grad_norm", "gradient norm"),
+    ("train/lr", "learning rate"),
 )
 
 
@@ -37,13 +44,15 @@ def plot_runs(runs: dict[str, Sequence[dict]], path: str, curves=CURVES) -> str:
     rows = math.ceil(len(curves) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax, (key, title) in zip(axes.flat, curves):
-        for name, records in runs.items():
-            x, y = series(records, key)
-            if x:
-                ax.plot(x, y, label=name, marker="o" if len(x) < 4 else None, markersize=3)
+        keys = key if isinstance(key, tuple) else (key,)
+        for axis, k, style in zip((ax, ax.twinx() if len(keys) > 1 else None), keys, ("-", "--")):
+            for name, records in runs.items():
+                x, y = series(records, k)
+                if x:
+                    axis.plot(x, y, style, label=name, marker="o" if len(x) < 4 else None, markersize=3)
+            axis.tick_params(labelsize=7)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(curves) :]:
         ax.axis("off")
     if len(runs) > 1:
@@ -66,14 +75,21 @@ def _sparkline(values: Sequence[float], width: int = 24) -> str:
     return "".join(ticks[int((v - low) / (high - low + 1e-12) * (len(ticks) - 1))] for v in values)
 
 
+def plot_run(workdir: str) -> str | None:
+    """Redraws workdir/plots/curves.png from its metrics.jsonl; returns the path (None if empty)."""
+    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    if not records:
+        return None
+    name = os.path.basename(os.path.normpath(workdir))
+    return plot_runs({name: records}, os.path.join(workdir, "plots", "curves.png"))
+
+
 def summarize(workdir: str) -> str:
     """Accuracy before/after, reward curves as sparklines, and where the plots went."""
     records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     if not records:
         return f"no metrics in {workdir}"
-    plot = plot_runs(
-        {os.path.basename(os.path.normpath(workdir)): records}, os.path.join(workdir, "plots", "curves.png")
-    )
+    plot = plot_run(workdir)
     lines = ["", f"run: {workdir} ({records[-1]['step']} steps)"]
     _, accuracy = series(records, "eval/accuracy")
     if accuracy:

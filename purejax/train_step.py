@@ -125,14 +125,9 @@ def guard_ratio(ratio_bt, mask_bt) -> jnp.ndarray:
     return reductions.aggregate_loss(ratio_bt, mask_bt, "seq-mean-token-mean").mean()
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-    """AdamW with global-norm clipping and the configured schedule; non-finite updates skipped.
-
-    The schedule counts RL steps, as `total_steps` and `warmup_steps` do (verl steps its
-    scheduler once per update as well): every one of a step's ppo.epochs x ppo.minibatches
-    optimizer updates uses that step's learning rate. Counting updates instead would end a
-    cosine decay after 1 / (epochs x minibatches) of the run.
-    """
+def lr_schedule(config):
+    """The learning rate as a function of the RL step (config.optim: constant or cosine, with
+    linear warm-up). Every one of a step's ppo.epochs x ppo.minibatches updates uses it."""
     optim = config.optim
     if optim.schedule == "constant":
         schedule = optax.constant_schedule(optim.lr)
@@ -149,11 +144,23 @@ def make_optimizer(config) -> optax.GradientTransformation:
         schedule = optax.join_schedules(
             [schedule, optax.constant_schedule(optim.lr)], [int(optim.warmup_steps)]
         )
+    return schedule
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """AdamW with global-norm clipping and the configured schedule; non-finite updates skipped.
+
+    The schedule counts RL steps, as `total_steps` and `warmup_steps` do (verl steps its
+    scheduler once per update as well): every one of a step's ppo.epochs x ppo.minibatches
+    optimizer updates uses that step's learning rate. Counting updates instead would end a
+    cosine decay after 1 / (epochs x minibatches) of the run.
+    """
+    schedule = lr_schedule(config)
     updates_per_step = int(config.ppo.epochs) * int(config.ppo.minibatches)
-    per_rl_step = lambda count: schedule(count // updates_per_step)
+    per_rl_step = lambda count: schedule(count // updates_per_step)  # noqa: E731
     chain = optax.chain(
-        optax.clip_by_global_norm(optim.grad_clip),
-        optax.adamw(per_rl_step, b1=0.9, b2=0.999, eps=1e-8, weight_decay=optim.weight_decay),
+        optax.clip_by_global_norm(config.optim.grad_clip),
+        optax.adamw(per_rl_step, b1=0.9, b2=0.999, eps=1e-8, weight_decay=config.optim.weight_decay),
     )
     # Skipped updates leave params and moments untouched; give up only after many in a row.
     return optax.apply_if_finite(chain, max_consecutive_errors=1_000_000)

@@ -29,6 +29,7 @@ from purejax import data as data_lib
 from purejax import metrics_log
 from purejax import monitors
 from purejax import preemption
+from purejax import report
 from purejax import rollout as rollout_lib
 from purejax import run_record
 from purejax import scoring
@@ -92,6 +93,7 @@ class Trainer:
                 calls.append(("config.prm.batch_size", int(config.prm.batch_size)))
             p.check_rows(calls)
         self.optimizer = train_step_lib.make_optimizer(config)
+        self.lr = train_step_lib.lr_schedule(config)
         self.graphdef, self.state, one_seed_sharding = train_step_lib.init_seed_states(
             task.policy, self.optimizer, len(self.seeds), p, param_dtype=config.policy.param_dtype
         )
@@ -194,10 +196,14 @@ class Trainer:
                 summaries = [w.write(0, record) for w, record in zip(writers, self.evaluate())]
             for step in range(start, end):
                 records, done = self._one_step(step), step + 1
-                if done % int(c.eval_every) == 0 or done == total:
+                evaluated = done % int(c.eval_every) == 0 or done == total
+                if evaluated:
                     for record, accuracy in zip(records, self.evaluate()):
                         record.update(accuracy)
                 summaries = [writer.write(done, record) for writer, record in zip(writers, records)]
+                if evaluated and jax.process_index() == 0:  # curves.png follows the run, not only its end
+                    for run_dir in self.run_dirs:
+                        report.plot_run(run_dir)
                 preempted = stop.agreed()
                 if done % int(c.checkpoint_every) == 0 or done == total or preempted:
                     self._checkpoint(done)
@@ -308,6 +314,7 @@ class Trainer:
         records = []
         for s, x in enumerate(scored):
             record = {f"train/{k}": float(v[s]) for k, v in update_metrics.items()}
+            record["train/lr"] = float(self.lr(step))  # the rate this step's updates used
             monitor = self.monitors[s]
             record.update(
                 scoring.rollout_record(self.config, monitor, x, tokens[s], mask[s], step_end[s], self.eos_ids)
