@@ -13,31 +13,26 @@ numbers) and WORKDIR/results.json. Re-running resumes an interrupted sweep;
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from purejax import cli
 from purejax import config as config_lib
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser(__doc__, config_lib.defaults())
     parser.add_argument("--config", default=os.path.join("configs", "compare_credit.py"))
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (seed, seed+1, ...)")
     parser.add_argument("--arms", nargs="*", help="arm names (default: all); see purejax.compare.ARMS")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the plots and table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    bad = [item for item in rest if not item.startswith("--config.")]
-    if bad:
-        parser.error(f"unrecognised argument(s) {bad}; overrides look like --config.total_steps=50")
+    args, overrides = cli.parse(parser, sys.argv[1:] if argv is None else argv, "--config.total_steps=50")
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     try:
-        base = config_lib.load(args.config, [item[2:] for item in rest])
+        base = config_lib.load(args.config, overrides)
     except config_lib.ConfigError as error:
         sys.exit(f"error: {error}")
     from purejax import compare, tasks, xla_cache

@@ -9,26 +9,18 @@ DIR/samples/ and DIR/checkpoints/.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from purejax import cli
 from purejax import config as config_lib
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser(__doc__, config_lib.defaults())
     parser.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
     parser.add_argument("--workdir", required=True, help="where metrics, samples and checkpoints go")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args, rest = parser.parse_known_args(argv)
-    overrides = []
-    for item in rest:
-        if not item.startswith("--config."):
-            parser.error(f"unrecognised argument {item!r}; overrides look like --config.optim.lr=1e-6")
-        overrides.append(item[len("--") :])
-    return args, overrides
+    return cli.parse(parser, argv)
 
 
 def main(argv=None):

@@ -14,31 +14,27 @@ JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 
+from purejax import cli
+
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
     parser.add_argument("--workdir", required=True, help="the PRM is written to WORKDIR/prm")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    bad = [item for item in rest if not item.startswith("--config.")]
-    if bad:
-        parser.error(
-            f"unrecognised argument {bad[0]!r}; overrides look like --config.stages.stage1_head.lr=1e-4"
-        )
+    args, overrides = cli.parse(
+        parser, sys.argv[1:] if argv is None else argv, "--config.stages.stage1_head.lr=1e-4"
+    )
     from purejax import prm_training, xla_cache
     from purejax.tasks import arith_prm
 
     try:
-        config = arith_prm.load_config(args.config, [item[2:] for item in rest])
+        config = arith_prm.load_config(args.config, overrides)
     except ValueError as error:
         sys.exit(f"error: {error}")
     xla_cache.enable()

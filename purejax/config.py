@@ -580,16 +580,25 @@ def load(
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     check: Callable[[ml_collections.ConfigDict], None] | None = None,
 ) -> ml_collections.ConfigDict:
-    """Imports a config (file path, module name or module with `get_config()`),
+    """Imports a config (file path, `file.py:arg` for `get_config(arg)`, module name or module),
     applies overrides ({'rewards.vr.weight': 2} or ['rewards.vr.weight=2']),
     validates it and returns it locked.
 
     `check` validates configs of another schema (the warm start's, the PRM
     trainer's); the default is this module's `validate`, for training runs."""
+    arg = None
+    if isinstance(source, str) and ".py:" in source:  # big_vision's `--config=file.py:arg`
+        source, arg = source.split(".py:", 1)
+        source += ".py"
     module = _import_config_module(source)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"load: {getattr(module, '__file__', module)} has no get_config().")
-    config = module.get_config()
+    try:
+        config = module.get_config() if arg is None else module.get_config(arg)
+    except TypeError as error:
+        if arg is None:
+            raise
+        raise ConfigError(f"load: {source}:{arg}: this get_config() takes no argument ({error}).") from None
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(
             f"load: get_config() must return an ml_collections.ConfigDict, got {type(config).__name__}."
