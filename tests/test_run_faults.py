@@ -146,3 +146,58 @@ def test_a_workdir_that_is_a_file_fails_before_anything_loads(tmp_path):
     target.write_text("x")
     with pytest.raises(SystemExit, match="is a file"):
         train.main(["--config", SMOKE, "--workdir", str(target)])
+
+
+def _start_run(workdir):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "experiments.train", "--config", SMOKE, "--workdir", str(workdir), "--quiet"]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill_when(proc, ready, timeout=240.0):
+    """SIGKILLs `proc` as soon as `ready()` holds (polled every 5 ms); True if it was caught so."""
+    import time
+
+    end = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < end:
+        if ready():
+            proc.kill()
+            proc.wait()
+            return True
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    return False
+
+
+def test_kill_9_mid_checkpoint_mid_export_and_at_random_leaves_an_exact_run(uninterrupted, tmp_path):
+    """The real process killed with SIGKILL: while orbax writes a checkpoint, while the export is
+    being written, and at a random moment; each re-run of the same command resumes, and the
+    finished run equals the uninterrupted one (records, exported weights)."""
+    import random
+
+    reference_dir, _ = uninterrupted
+    workdir = tmp_path / "killed"
+    checkpoints = workdir / "checkpoints"
+    moments = {
+        # orbax writes a step into a temporary directory, then renames it
+        "mid-checkpoint": lambda: checkpoints.is_dir() and any("tmp" in p.name for p in checkpoints.iterdir()),
+        "mid-export": lambda: bool(list(workdir.glob(".policy.tmp-*"))),
+    }
+    caught = {}
+    for name, ready in moments.items():
+        caught[name] = _kill_when(_start_run(workdir), ready)
+    delay = random.Random(0).uniform(5.0, 20.0)
+    start = __import__("time").monotonic()
+    caught["random"] = _kill_when(_start_run(workdir), lambda: __import__("time").monotonic() - start > delay)
+    finish = _start_run(workdir)
+    _, err = finish.communicate(timeout=600)
+    assert finish.returncode == 0, err.decode()[-2000:]
+    print(f"\nkills that landed where aimed: {caught}")
+    assert _records(workdir) == _records(reference_dir)
+    assert (workdir / "policy" / "model.safetensors").read_bytes() == (
+        reference_dir / "policy" / "model.safetensors"
+    ).read_bytes()
+    assert not list(workdir.glob(".policy.tmp-*"))
