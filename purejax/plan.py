@@ -75,6 +75,19 @@ def _sds(partitioner, shape, dtype, rows_sharded=True):
     return jax.ShapeDtypeStruct(shape, dtype, sharding=spec)
 
 
+def _rollout_batch(partitioner, rows: int, p: int, n: int) -> ts.RolloutBatch:
+    """An abstract rollout batch of `rows` rows, P prompt and N response tokens, split by rows."""
+    return ts.RolloutBatch(
+        prompt_ids=_sds(partitioner, (rows, p), jnp.int32),
+        prompt_mask=_sds(partitioner, (rows, p), jnp.bool_),
+        response_ids=_sds(partitioner, (rows, n), jnp.int32),
+        response_mask=_sds(partitioner, (rows, n), jnp.bool_),
+        step_end=_sds(partitioner, (rows, n), jnp.bool_),
+        step_rewards=_sds(partitioner, (rows, n), jnp.float32),
+        seq_rewards=_sds(partitioner, (rows,), jnp.float32),
+    )
+
+
 def plan(config, mesh_shape: tuple[int, int, int]):
     """The per-device memory plan of `config` on a (data, fsdp, tensor) mesh; a dict of bytes.
 
@@ -124,15 +137,7 @@ def plan(config, mesh_shape: tuple[int, int, int]):
     }
 
     # ---- train step, on the whole rollout batch
-    batch = ts.RolloutBatch(
-        prompt_ids=_sds(partitioner, (rows, p), jnp.int32),
-        prompt_mask=_sds(partitioner, (rows, p), jnp.bool_),
-        response_ids=_sds(partitioner, (rows, n), jnp.int32),
-        response_mask=_sds(partitioner, (rows, n), jnp.bool_),
-        step_end=_sds(partitioner, (rows, n), jnp.bool_),
-        step_rewards=_sds(partitioner, (rows, n), jnp.float32),
-        seq_rewards=_sds(partitioner, (rows,), jnp.float32),
-    )
+    batch = _rollout_batch(partitioner, rows, p, n)
     rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
     step = ts.make_train_step(
         config, graphdef, optimizer, partitioner=partitioner, state_sharding=state_sharding
