@@ -173,7 +173,14 @@ def plan(config, mesh_shape: tuple[int, int, int]):
     sample_graphdef, sample_state = nnx.split(
         nnx.eval_shape(lambda: init_model(policy_config, 0, policy_dtype))
     )
+    # The sampler runs on the decode layout's mesh when config.rollout.mesh_tensor sets one; its
+    # weights (compute dtype) then exist beside the training params while it runs.
+    partitioner = sharding.for_rollout(partitioner, int(config.rollout.mesh_tensor)) or partitioner
     sample_state = partitioner.abstract(sample_state)
+    rollout_layout = int(config.rollout.mesh_tensor) > 0 and partitioner.mesh.devices.size > 1
+    out["rollout_mesh"] = dict(partitioner.mesh.shape)
+    out["rollout_params_bytes"] = sharding.per_device_bytes(sample_state) if rollout_layout else 0
+    rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
     cache = jax.eval_shape(
         lambda: nnx.merge(sample_graphdef, sample_state).init_cache(sample_batch, p + n - 1)
     )
@@ -215,8 +222,10 @@ def plan(config, mesh_shape: tuple[int, int, int]):
         out[f"{name}_output_bytes"] = m.output
         out[f"{name}_alias_bytes"] = m.alias
         out[f"{name}_compile_s"] = round(m.compile_s, 1)
-    out["activations_bytes"] = max(m.own for m in programs.values())
-    out["peak_program"] = max(programs, key=lambda k: programs[k].own)
+    own = {name: m.own for name, m in programs.items()}
+    own["sample"] += out["rollout_params_bytes"]
+    out["activations_bytes"] = max(own.values())
+    out["peak_program"] = max(own, key=own.get)
     out["resident_bytes"] = resident
     out["bytes_per_device"] = resident + out["activations_bytes"]
     for device, capacity in DEVICES.items():
@@ -258,6 +267,11 @@ def table(result: dict) -> str:
         f"  PRM params             {gib('prm_params_bytes')}",
         f"  KV cache (in sampler)  {gib('kv_cache_bytes')}",
     ]
+    if result.get("rollout_params_bytes"):
+        lines.append(
+            f"  rollout weights        {gib('rollout_params_bytes')} (decode layout {result['rollout_mesh']}, "
+            "alive while sampling)"
+        )
     for name in ("train", "prm", "sample"):
         if f"{name}_temp_bytes" in result:
             lines.append(

@@ -206,10 +206,17 @@ def plan(
         mask = plan_lib._sds(partitioner, (prm_batch, p + n), jnp.bool_)
         programs["prm"], compile_s["prm"] = _compile(score.lower(prm_params, ids, mask))
 
-    # ---- the sampler's prefill and decode step, on the sampler's parameter layout
+    # ---- the sampler's prefill and decode step, on the sampler's parameter layout: the training
+    # layout, or with rollout.mesh_tensor the decode layout, reached by one reshard per step
     from purejax import sampling
 
     sample_graphdef, sample_state = nnx.split(nnx.eval_shape(lambda: init_model(policy_config, 0, policy_dtype)))
+    train_layout = partitioner.abstract(sample_state)
+    rollout = sharding.for_rollout(partitioner, int(config.rollout.mesh_tensor))
+    if rollout is not None:
+        reshard = jax.jit(lambda state: state, out_shardings=rollout.tree(sample_state))
+        programs["reshard"], compile_s["reshard"] = _compile(reshard.lower(train_layout))
+        partitioner = rollout
     sample_state = partitioner.abstract(sample_state)
     eos = policy_config.eos_token_id
     eos = tuple(sorted(eos)) if isinstance(eos, tuple) else (() if eos is None else (int(eos),))
@@ -222,6 +229,7 @@ def plan(
         pad_token_id=0,
     )
     scalar = jax.ShapeDtypeStruct((), jnp.float32, sharding=partitioner.replicated())
+    rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
     prompt_ids = plan_lib._sds(partitioner, (sample_batch, p), jnp.int32)
     prompt_mask = plan_lib._sds(partitioner, (sample_batch, p), jnp.bool_)
 
@@ -259,10 +267,17 @@ def plan(
         lowered = decode_jit.lower(sample_state, carry, kv_mask, n_prompt, rng, scalar, scalar)
         programs[f"decode@{fill}"], compile_s[f"decode@{fill}"] = _compile(lowered, weights)
 
-    calls = {"prefill": rows // sample_batch, "decode": rows // sample_batch, "prm": rows // prm_batch, "train": 1}
+    calls = {
+        "prefill": rows // sample_batch,
+        "decode": rows // sample_batch,
+        "prm": rows // prm_batch,
+        "reshard": 1,
+        "train": 1,
+    }
     out = {
-        "mesh": dict(partitioner.mesh.shape),
-        "devices": int(partitioner.mesh.devices.size),
+        "mesh": dict(mesh.shape),
+        "rollout_mesh": dict(partitioner.mesh.shape),
+        "devices": int(mesh.devices.size),
         "policy": plan_lib._describe(policy_config, policy_dtype),
         "rows_per_step": rows,
         "sample_batch": sample_batch,

@@ -76,6 +76,8 @@ class Trainer:
             if int(config.prm.batch_size):
                 calls.append(("config.prm.batch_size", int(config.prm.batch_size)))
             p.check_rows(calls)
+        # The decode layout (config.rollout.mesh_tensor), or None: sample in the training layout.
+        self.rollout_partitioner = sharding.for_rollout(p, int(r.mesh_tensor))
         self.optimizer = train_step_lib.make_optimizer(config)
         self.graphdef, self.state, one_seed_sharding = train_step_lib.init_seed_states(
             task.policy, self.optimizer, len(self.seeds), p
@@ -106,9 +108,12 @@ class Trainer:
         )
         ids, mask = self.train_ids[index], self.train_mask[index]
         keys = rollout_lib.step_keys(self.seeds, step)
+        params, partitioner = self.state.params, self.partitioner
+        if self.rollout_partitioner is not None:  # once per step: weights laid out for decoding
+            params = rollout_lib.layout_params(params, partitioner := self.rollout_partitioner)
         out = rollout_lib.sample_rollout(
-            self.graphdef, self.state.params, ids, mask, keys, c.rollout,
-            eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=self.partitioner,
+            self.graphdef, params, ids, mask, keys, c.rollout,
+            eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=partitioner,
         )  # fmt: skip
         return index, ids, mask, out
 

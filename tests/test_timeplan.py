@@ -127,30 +127,31 @@ def test_step_seconds_adds_the_phases_by_their_calls():
     assert r["step_s"] == 255.0
 
 
+TINY = (
+    "--config=configs/qwen25_math_7b_prm_vr.py",
+    "--mesh=data=2,fsdp=2,tensor=2",
+    "--config.policy.arch=tiny",
+    "--config.prm.arch=tiny",
+    "--config.rollout.prompts_per_step=2",
+    "--config.rollout.samples_per_prompt=4",
+    "--config.rollout.max_prompt_len=8",
+    "--config.rollout.max_new_tokens=8",
+    "--config.ppo.micro_batches=2",
+    "--config.ppo.logit_chunk=4",
+    "--config.rollout.sample_batch=8",
+    "--config.prm.batch_size=4",
+)
+
+
+def _plan(*args):
+    proc = simulated.run_module("experiments.plan", *TINY, *args, fast=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_time_plan_of_a_tiny_arch_prints_the_json():
     """experiments.plan --time on 8 simulated devices (data 2 x fsdp 2 x tensor 2)."""
-    proc = simulated.run_module(
-        "experiments.plan",
-        "--config=configs/qwen25_math_7b_prm_vr.py",
-        "--mesh=data=2,fsdp=2,tensor=2",
-        "--time",
-        "--mean-response-len=4",
-        "--max-response-len=8",
-        "--decode-fills=0,1",
-        "--config.policy.arch=tiny",
-        "--config.prm.arch=tiny",
-        "--config.rollout.prompts_per_step=2",
-        "--config.rollout.samples_per_prompt=4",
-        "--config.rollout.max_prompt_len=8",
-        "--config.rollout.max_new_tokens=8",
-        "--config.ppo.micro_batches=2",
-        "--config.ppo.logit_chunk=4",
-        "--config.rollout.sample_batch=8",
-        "--config.prm.batch_size=4",
-        fast=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    plan = json.loads(proc.stdout.strip().splitlines()[-1])
+    plan = _plan("--time", "--mean-response-len=4", "--max-response-len=8", "--decode-fills=0,1")
     assert plan["decode_fills"] == [0, 6]
     assert set(plan["programs"]) == {"train", "prm", "prefill", "decode@0", "decode@6"}
     assert plan["calls_per_step"] == {"prefill": 1, "decode": 1, "prm": 2, "train": 1}
@@ -167,3 +168,23 @@ def test_time_plan_of_a_tiny_arch_prints_the_json():
     assert plan["tpu_v5p_8"]["mesh_matches_target"] is False  # 4 chips, an 8-device mesh
     train = plan["programs"]["train"]
     assert train["flops"] > train["xla_cost_analysis_flops_loop_bodies_once"]  # its scans counted
+
+
+def test_decode_layout_gathers_no_weights_in_the_decode_step():
+    """rollout.mesh_tensor=2: weights replicated over 4 groups, split 2 ways inside one; the
+    decode step's collectives then carry no weights, and the reshard runs once per step."""
+    plan = _plan("--time", "--decode-fills=0", "--config.rollout.mesh_tensor=2")
+    assert plan["rollout_mesh"] == {"data": 4, "fsdp": 1, "tensor": 2}
+    assert plan["decode_weight_gather_bytes"] == 0
+    assert plan["programs"]["prefill"]["weight_gather_bytes"] == 0
+    assert plan["decode_step_collective_bytes"]["all-reduce"] > 0  # tensor-parallel activations
+    assert plan["calls_per_step"]["reshard"] == 1
+    assert plan["programs"]["reshard"]["collective_bytes"]["all-gather"] > 0
+    assert "reshard" in plan["h100_80gb_x8"]["phases_s"]
+
+
+def test_memory_plan_holds_the_rollout_weights_in_the_compute_dtype():
+    plan = _plan("--config.rollout.mesh_tensor=2")
+    # 74,112 bf16 parameters, all but the 192 norm weights split over tensor = 2 only.
+    assert 2 * (74_112 - 192) / 2 <= plan["rollout_params_bytes"] <= 2 * (74_112 - 192) / 2 + 2 * 192
+    assert plan["activations_bytes"] >= plan["sample_temp_bytes"] + plan["rollout_params_bytes"]
