@@ -187,7 +187,9 @@ def plan(
             params,
         )
     )
-    step = ts.make_train_step(config, graphdef, optimizer, partitioner=partitioner, state_sharding=partitioner.tree(state))
+    step = ts.make_train_step(
+        config, graphdef, optimizer, partitioner=partitioner, state_sharding=partitioner.tree(state)
+    )
     rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
     batch = plan_lib._rollout_batch(partitioner, rows, p, n)
     programs["train"], compile_s["train"] = _compile(step.lower(state, batch, rng))
@@ -210,7 +212,9 @@ def plan(
     # layout, or with rollout.mesh_tensor the decode layout, reached by one reshard per step
     from purejax import sampling
 
-    sample_graphdef, sample_state = nnx.split(nnx.eval_shape(lambda: init_model(policy_config, 0, policy_dtype)))
+    sample_graphdef, sample_state = nnx.split(
+        nnx.eval_shape(lambda: init_model(policy_config, 0, policy_dtype))
+    )
     train_layout = partitioner.abstract(sample_state)
     rollout = sharding.for_rollout(partitioner, int(config.rollout.mesh_tensor))
     if rollout is not None:
@@ -243,7 +247,9 @@ def plan(
     lowered = prefill_jit.lower(sample_state, prompt_ids, prompt_mask, rng, scalar, scalar)
     programs["prefill"], compile_s["prefill"] = _compile(lowered, weights)
 
-    carry, kv_mask, n_prompt = jax.eval_shape(prefill, sample_state, prompt_ids, prompt_mask, rng, scalar, scalar)
+    carry, kv_mask, n_prompt = jax.eval_shape(
+        prefill, sample_state, prompt_ids, prompt_mask, rng, scalar, scalar
+    )
     carry = carry._replace(
         step=jax.ShapeDtypeStruct((), jnp.int32, sharding=partitioner.replicated()),
         cache=jax.tree.map(
@@ -251,9 +257,21 @@ def plan(
             carry.cache,
             partitioner.kv_cache(carry.cache),
         ),
-        **{k: _rows_sharding(partitioner, getattr(carry, k)) for k in ("done_b", "tokens_bn", "mask_bn", "logp_bn")},
+        **{
+            k: _rows_sharding(partitioner, getattr(carry, k))
+            for k in ("done_b", "tokens_bn", "mask_bn", "logp_bn")
+        },
     )
     kv_mask, n_prompt = _rows_sharding(partitioner, kv_mask), _rows_sharding(partitioner, n_prompt)
+    # What any implementation must read from HBM per decode step and device: its weights once
+    # (the whole model, split only by tensor parallelism: FSDP shards are gathered to be used)
+    # and its rows' whole KV cache. XLA:CPU's byte counts of the same step are several times
+    # this (f32 copies of gathered weights, unfused elementwise passes over the cache).
+    tensor_ways = partitioner.mesh.shape["tensor"]
+    no_fsdp = sharding.for_rollout(partitioner, tensor_ways) or partitioner
+    decode_floor_bytes = sharding.per_device_bytes(
+        no_fsdp.abstract(nnx.split(nnx.eval_shape(lambda: init_model(policy_config, 0, policy_dtype)))[1])
+    ) + sharding.per_device_bytes(carry.cache)
 
     def decode(fill, state, carry, kv_mask, n_prompt, rng, temperature, top_p):
         # The fill is a constant of the program: the step's cache slot p + fill.
@@ -291,18 +309,24 @@ def plan(
         "compile_s": {k: round(v, 1) for k, v in compile_s.items()},
         "programs": {k: c.to_json() for k, c in programs.items()},
     }
+    out["decode_hbm_floor_bytes"] = decode_floor_bytes
     first_decode = programs[f"decode@{fill_steps[0]}"]
     out["decode_step_collective_bytes"] = dict(first_decode.collectives)
     out["decode_weight_gather_bytes"] = first_decode.weight_gather_bytes
     for name, target in TARGETS.items():
-        per_program = {
-            k: roofline(c.flops, c.bytes, c.collective_total, target) for k, c in programs.items()
-        }
+        per_program = {k: roofline(c.flops, c.bytes, c.collective_total, target) for k, c in programs.items()}
         mean = step_seconds(programs, calls, fill_steps, target, mean_len)
         longest = step_seconds(programs, calls, fill_steps, target, max_len)
+        floor = dict(programs)
+        for f in fill_steps:  # the decode step at its HBM floor, the rest as compiled
+            floor[f"decode@{f}"] = dataclasses.replace(
+                programs[f"decode@{f}"], bytes=float(decode_floor_bytes)
+            )
+        floor = step_seconds(floor, calls, fill_steps, target, mean_len)
         out[name] = {
             "step_s": mean["step_s"],
             "step_s_batch_synchronous": longest["step_s"],
+            "step_s_decode_at_hbm_floor": floor["step_s"],
             "phases_s": mean["phases_s"],
             "phases_s_batch_synchronous": longest["phases_s"],
             "programs": per_program,
@@ -329,14 +353,24 @@ def table(result: dict) -> str:
         coll = ", ".join(f"{k} {v / 1e9:.3f}" for k, v in c["collective_bytes"].items() if v)
         lines.append(
             f"  {name:12s} {c['flops'] / 1e12:10.3f} TFLOP {gb(c['bytes'])} HBM; collectives GB: {coll or 'none'}"
-            + (f"; weight all-gathers {c['weight_gather_bytes'] / 1e9:.3f} GB" if c["weight_gather_bytes"] else "")
+            + (
+                f"; weight all-gathers {c['weight_gather_bytes'] / 1e9:.3f} GB"
+                if c["weight_gather_bytes"]
+                else ""
+            )
         )
+    lines.append(
+        f"  decode step HBM floor (weights once + the rows' KV cache): {gb(result['decode_hbm_floor_bytes'])}"
+    )
     for name in TARGETS:
         r = result[name]
-        note = "" if r["mesh_matches_target"] else f" (NB: {r['chips']} chips, the mesh has {result['devices']})"
+        note = (
+            "" if r["mesh_matches_target"] else f" (NB: {r['chips']} chips, the mesh has {result['devices']})"
+        )
         lines.append(
             f"{name}{note}: {r['step_s']:.1f} s per RL step at the mean length "
-            f"({r['step_s_batch_synchronous']:.1f} s batch-synchronous, at the max)"
+            f"({r['step_s_batch_synchronous']:.1f} s batch-synchronous, at the max; "
+            f"{r['step_s_decode_at_hbm_floor']:.1f} s with the decode step at its HBM floor)"
         )
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in r["phases_s"].items())
         lines.append(f"  per step: {phases}")

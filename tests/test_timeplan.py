@@ -165,6 +165,8 @@ def test_time_plan_of_a_tiny_arch_prints_the_json():
         for t in target["programs"].values():
             assert t["bound"] in ("compute", "hbm", "interconnect") and t["s"] == t[f"{t['bound']}_s"]
         assert target["step_s"] == pytest.approx(sum(target["phases_s"].values()))
+        assert 0 < target["step_s_decode_at_hbm_floor"] <= target["step_s"]
+    assert 0 < plan["decode_hbm_floor_bytes"] <= plan["programs"]["decode@0"]["bytes"]
     assert plan["tpu_v5p_8"]["mesh_matches_target"] is False  # 4 chips, an 8-device mesh
     train = plan["programs"]["train"]
     assert train["flops"] > train["xla_cost_analysis_flops_loop_bodies_once"]  # its scans counted
