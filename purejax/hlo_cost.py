@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -134,7 +134,7 @@ def _while_parts(instruction: Instruction) -> tuple[str, str]:
 def _collective_kind(opcode: str) -> str | None:
     if opcode.endswith("-start"):
         return None  # counted at its -done
-    base = opcode[: -len("-done")] if opcode.endswith("-done") else opcode
+    base = opcode.removesuffix("-done")
     return base if base in COLLECTIVE_KINDS else None
 
 

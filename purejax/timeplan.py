@@ -44,9 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from purejax import hlo_cost
+from purejax import hlo_cost, sharding
 from purejax import plan as plan_lib
-from purejax import sharding
 from purejax import train_step as ts
 from purejax.models import archs
 from purejax.models.decoder import init_model
@@ -224,14 +223,14 @@ def plan(
     sample_state = partitioner.abstract(sample_state)
     eos = policy_config.eos_token_id
     eos = tuple(sorted(eos)) if isinstance(eos, tuple) else (() if eos is None else (int(eos),))
-    static = dict(
-        max_new_tokens=n,
-        greedy=False,
-        top_k=int(config.rollout.top_k),
-        use_top_p=float(config.rollout.top_p) < 1.0,
-        eos=eos,
-        pad_token_id=0,
-    )
+    static = {
+        "max_new_tokens": n,
+        "greedy": False,
+        "top_k": int(config.rollout.top_k),
+        "use_top_p": float(config.rollout.top_p) < 1.0,
+        "eos": eos,
+        "pad_token_id": 0,
+    }
     scalar = jax.ShapeDtypeStruct((), jnp.float32, sharding=partitioner.replicated())
     rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
     prompt_ids = plan_lib._sds(partitioner, (sample_batch, p), jnp.int32)
@@ -279,7 +278,7 @@ def plan(
         carry = carry._replace(step=jnp.int32(fill))
         return sampling._decode_step(model, carry, kv_mask, n_prompt, p, rng, temperature, top_p, **static)
 
-    fill_steps = sorted({min(max(int(round(f * (n - 2))), 0), max(n - 2, 0)) for f in fills})
+    fill_steps = sorted({min(max(round(f * (n - 2)), 0), max(n - 2, 0)) for f in fills})
     for fill in fill_steps:
         decode_jit = partitioner.jit(functools.partial(decode, fill), keep_unused=True, donate_argnums=(1,))
         lowered = decode_jit.lower(sample_state, carry, kv_mask, n_prompt, rng, scalar, scalar)
