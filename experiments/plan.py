@@ -1,7 +1,9 @@
-"""Plan a run's memory on a device mesh without the hardware or the weights.
+"""Plan a run's memory, or its time per RL step, on a device mesh without the hardware or the weights.
 
     python -m experiments.plan --config configs/qwen25_math_7b_prm_vr.py --mesh data=1,fsdp=8,tensor=1
     python -m experiments.plan --config configs/arith_pure.py --mesh fsdp=8 --config.policy.arch=tiny
+    python -m experiments.plan --config configs/qwen25_math_7b_prm_vr.py --mesh fsdp=8 --time \
+        --mean-response-len 1024 --max-response-len 7168
 
 Lowers and compiles the train step, the PRM's scoring forward and the sampler from abstract
 shapes on simulated CPU devices (this script sets XLA_FLAGS to the mesh size before jax is
@@ -9,6 +11,12 @@ imported), then prints the per-device memory of params, optimizer state, activat
 KV cache, whether it fits an 80 GB H100 and a 95 GB TPU v5p chip, and, as its last line, the
 plan as one JSON object (`bytes_per_device`, the breakdown, `fits_h100_80gb`, `fits_tpu_v5p_95gb`).
 Compiling a 7B step on CPU takes minutes and several GB of host memory.
+
+With --time it prints the time plan instead (purejax.timeplan): per program of a step (prefill,
+one decode step at a few cache fills, PRM scoring, the train step) the per-device FLOPs, HBM
+bytes and collective bytes by kind, and a roofline time per RL step on 8 x A100-80GB, 8 x
+H100-80GB and a TPU v5p-8; its last line is one JSON object with, per target, `step_s` and the
+per-program times, plus `decode_step_collective_bytes` and `decode_weight_gather_bytes`.
 """
 
 from __future__ import annotations
@@ -35,6 +43,24 @@ def main(argv=None):
     )
     parser.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
     parser.add_argument("--mesh", type=_mesh, required=True, help="e.g. data=1,fsdp=8,tensor=1")
+    parser.add_argument("--time", action="store_true", help="print the time plan instead of the memory plan")
+    parser.add_argument(
+        "--mean-response-len",
+        type=int,
+        default=None,
+        help="mean response tokens for --time (default: purejax.timeplan.MEAN_RESPONSE_LEN, 1024)",
+    )
+    parser.add_argument(
+        "--max-response-len",
+        type=int,
+        default=None,
+        help="maximum response tokens for --time (default 7168, the paper's; clipped to rollout.max_new_tokens)",
+    )
+    parser.add_argument(
+        "--decode-fills",
+        default="0,0.5,1",
+        help="cache fills at which --time compiles a decode step, fractions of max_new_tokens",
+    )
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     overrides = []
     for item in rest:
@@ -65,10 +91,23 @@ def main(argv=None):
             "so this script can simulate them."
         )
     try:
-        result = plan_lib.plan(config, args.mesh)
+        if args.time:
+            from purejax import timeplan
+
+            fills = tuple(float(f) for f in args.decode_fills.split(",") if f.strip())
+            result = timeplan.plan(
+                config,
+                args.mesh,
+                mean_response_len=args.mean_response_len or timeplan.MEAN_RESPONSE_LEN,
+                max_response_len=args.max_response_len or timeplan.MAX_RESPONSE_LEN,
+                fills=fills,
+            )
+            print(timeplan.table(result))
+        else:
+            result = plan_lib.plan(config, args.mesh)
+            print(plan_lib.table(result))
     except ValueError as error:
         sys.exit(f"error: {error}")
-    print(plan_lib.table(result))
     print(json.dumps(result))
 
 

@@ -111,6 +111,7 @@ def defaults() -> ml_collections.ConfigDict:
             top_p=1.0,
             top_k=0,  # top_k 0: off
             sample_batch=0,  # rows per sampler call; 0: the whole rollout batch at once
+            mesh_tensor=0,  # 0: sample in the training layout; T: weights laid out per step, T-way tensor parallel
         )
     )
     c.rewards = ml_collections.ConfigDict()

@@ -56,6 +56,10 @@ FIELD_DOCS = {
     "rollout.samples_per_prompt": "Responses per prompt (K, the group of the baselines).",
     "rollout.sample_batch": "Rows per sampler call (0: the whole rollout batch in one call); bounds the "
     "KV cache. Must divide prompts_per_step x samples_per_prompt.",
+    "rollout.mesh_tensor": "Decode layout. 0: the sampler uses the training layout (FSDP weights, gathered "
+    "where XLA decides). T >= 1: at the start of each step the policy's weights are laid out once for "
+    "generation, replicated over devices / T data groups and tensor-parallel over T devices inside a group "
+    "(T must divide the device count; heads and MLP width it does not divide stay whole).",
     "rollout.max_prompt_len": "Prompt width in tokens; longer prompts are refused.",
     "rollout.max_new_tokens": "Response width; responses without EOS by then are truncated.",
     "rollout.temperature": "Sampling temperature.",

@@ -75,6 +75,20 @@ def _sds(partitioner, shape, dtype, rows_sharded=True):
     return jax.ShapeDtypeStruct(shape, dtype, sharding=spec)
 
 
+def _rollout_batch(partitioner, rows: int, p: int, n: int) -> ts.RolloutBatch:
+    """An abstract rollout batch of `rows` rows, P prompt and N response tokens, split by rows."""
+    return ts.RolloutBatch(
+        prompt_ids=_sds(partitioner, (rows, p), jnp.int32),
+        prompt_mask=_sds(partitioner, (rows, p), jnp.bool_),
+        response_ids=_sds(partitioner, (rows, n), jnp.int32),
+        response_mask=_sds(partitioner, (rows, n), jnp.bool_),
+        step_end=_sds(partitioner, (rows, n), jnp.bool_),
+        step_rewards=_sds(partitioner, (rows, n), jnp.float32),
+        seq_rewards=_sds(partitioner, (rows,), jnp.float32),
+        dense_rewards=_sds(partitioner, (rows, n), jnp.float32),  # ComposedRewards.dense_r_bt
+    )
+
+
 def plan(config, mesh_shape: tuple[int, int, int]):
     """The per-device memory plan of `config` on a (data, fsdp, tensor) mesh; a dict of bytes.
 
@@ -123,16 +137,7 @@ def plan(config, mesh_shape: tuple[int, int, int]):
     }
 
     # ---- train step, on the whole rollout batch
-    batch = ts.RolloutBatch(
-        prompt_ids=_sds(partitioner, (rows, p), jnp.int32),
-        prompt_mask=_sds(partitioner, (rows, p), jnp.bool_),
-        response_ids=_sds(partitioner, (rows, n), jnp.int32),
-        response_mask=_sds(partitioner, (rows, n), jnp.bool_),
-        step_end=_sds(partitioner, (rows, n), jnp.bool_),
-        step_rewards=_sds(partitioner, (rows, n), jnp.float32),
-        seq_rewards=_sds(partitioner, (rows,), jnp.float32),
-        dense_rewards=_sds(partitioner, (rows, n), jnp.float32),  # ComposedRewards.dense_r_bt
-    )
+    batch = _rollout_batch(partitioner, rows, p, n)
     rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
     step = ts.make_train_step(
         config, graphdef, optimizer, partitioner=partitioner, state_sharding=state_sharding
@@ -168,7 +173,17 @@ def plan(config, mesh_shape: tuple[int, int, int]):
     sample_graphdef, sample_state = nnx.split(
         nnx.eval_shape(lambda: init_model(policy_config, 0, policy_dtype))
     )
+    # The sampler runs on the decode layout's mesh when config.rollout.mesh_tensor sets one; its
+    # weights (compute dtype) then exist beside the training params while it runs.
+    partitioner = sharding.for_rollout(partitioner, int(config.rollout.mesh_tensor)) or partitioner
     sample_state = partitioner.abstract(sample_state)
+    rollout_layout = int(config.rollout.mesh_tensor) > 0 and partitioner.mesh.devices.size > 1
+    out["rollout_mesh"] = dict(partitioner.mesh.shape)
+    # A compute-dtype copy of the weights is alive while sampling when it is laid out for decoding
+    # or cast from masters in another dtype; it counts towards the sampler's peak.
+    copied = rollout_layout or param_dtype != policy_dtype
+    out["rollout_params_bytes"] = sharding.per_device_bytes(sample_state) if copied else 0
+    rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated())
     cache = jax.eval_shape(
         lambda: nnx.merge(sample_graphdef, sample_state).init_cache(sample_batch, p + n - 1)
     )
@@ -200,14 +215,6 @@ def plan(config, mesh_shape: tuple[int, int, int]):
         partitioner=partitioner,
     )
     programs["sample"] = _memory(lowered, start)
-    # With masters in another dtype, the rollout reads a copy cast to the compute dtype, alive
-    # for the rollout only: it counts towards the sampler's peak, not the resident state.
-    out["rollout_params_bytes"] = (
-        sharding.per_device_bytes(sample_state) if param_dtype != policy_dtype else 0
-    )
-    programs["sample"] = dataclasses.replace(
-        programs["sample"], temp=programs["sample"].temp + out["rollout_params_bytes"]
-    )
 
     resident = (
         out["params_bytes"] + out["ref_params_bytes"] + out["opt_state_bytes"] + out["prm_params_bytes"]
@@ -218,8 +225,10 @@ def plan(config, mesh_shape: tuple[int, int, int]):
         out[f"{name}_output_bytes"] = m.output
         out[f"{name}_alias_bytes"] = m.alias
         out[f"{name}_compile_s"] = round(m.compile_s, 1)
-    out["activations_bytes"] = max(m.own for m in programs.values())
-    out["peak_program"] = max(programs, key=lambda k: programs[k].own)
+    own = {name: m.own for name, m in programs.items()}
+    own["sample"] += out["rollout_params_bytes"]
+    out["activations_bytes"] = max(own.values())
+    out["peak_program"] = max(own, key=own.get)
     out["resident_bytes"] = resident
     out["bytes_per_device"] = resident + out["activations_bytes"]
     for device, capacity in DEVICES.items():
@@ -260,8 +269,12 @@ def table(result: dict) -> str:
         f"  optimizer state        {gib('opt_state_bytes')}",
         f"  PRM params             {gib('prm_params_bytes')}",
         f"  KV cache (in sampler)  {gib('kv_cache_bytes')}",
-        f"  rollout weights (compute dtype, in sampler temp) {gib('rollout_params_bytes')}",
     ]
+    if result.get("rollout_params_bytes"):
+        lines.append(
+            f"  rollout weights        {gib('rollout_params_bytes')} (compute dtype, mesh {result['rollout_mesh']}, "
+            "alive while sampling)"
+        )
     for name in ("train", "prm", "sample"):
         if f"{name}_temp_bytes" in result:
             lines.append(

@@ -73,6 +73,14 @@ def sample_rollout(
     return type(chunks[0])(*(np.concatenate(parts, axis=1) for parts in zip(*chunks)))
 
 
+def layout_params(params, partitioner):
+    """Seed-stacked policy params [S, ...] laid out by `partitioner` (the decode layout of
+    `sharding.for_rollout`): one device-to-device reshard per RL step, in the params' own
+    dtype (the compute dtype; no float32 copy)."""
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params)
+    return jax.tree.map(jax.device_put, params, partitioner.seed_stacked(partitioner.tree(one)))
+
+
 def padded_chunks(rows: int, size: int):
     """(indices int[size], real count) per chunk of `size` rows; the last chunk repeats its
     last row up to `size`, so every call has one shape and compiles once."""

@@ -294,41 +294,46 @@ def _sample_jit(
         return jax.lax.with_sharding_constraint(out, partitioner.batch())
 
 
-def _sample_body(
-    graphdef,
-    state,
-    prompt_ids_bp,
-    prompt_mask_bp,
-    rng,
-    temperature,
-    top_p,
-    *,
-    max_new_tokens,
-    greedy,
-    top_k,
-    use_top_p,
-    eos,
-    pad_token_id,
-):
+def _sample_body(graphdef, state, prompt_ids_bp, prompt_mask_bp, rng, temperature, top_p, **static):
     TRACE_COUNTS["sample"] += 1
     model = nnx.merge(graphdef, state)
+    n, eos = static["max_new_tokens"], static["eos"]
+    carry, kv_mask_bs, n_prompt_b = _prefill(
+        model, prompt_ids_bp, prompt_mask_bp, rng, temperature, top_p, **static
+    )
+    p = prompt_ids_bp.shape[1]
+
+    def body(c: _Carry) -> _Carry:
+        return _decode_step(model, c, kv_mask_bs, n_prompt_b, p, rng, temperature, top_p, **static)
+
+    def cond(c: _Carry):
+        # The last token (step N-1) is never fed back.
+        running = c.step < n - 1
+        return running & ~jnp.all(c.done_b) if eos else running
+
+    carry = jax.lax.while_loop(cond, body, carry)
+    return SampleOutput(carry.tokens_bn, carry.mask_bn, carry.logp_bn)
+
+
+def cache_slots(prompt_len: int, max_new_tokens: int) -> int:
+    """KV cache slots for the prompt and every fed-back token, rounded up to a multiple of 8:
+    the decode step's attention reads the whole cache along the slot axis, and XLA:CPU
+    vectorises it better at an aligned length (255 -> 256 slots: 4.4 -> 4.0 ms per layer at
+    batch 256)."""
+    return -(-(prompt_len + max_new_tokens - 1) // 8) * 8
+
+
+def _prefill(
+    model, prompt_ids_bp, prompt_mask_bp, rng, temperature, top_p, *, max_new_tokens, pad_token_id, **choice
+):
+    """The prompt's forward into a fresh KV cache and the choice of token 0.
+
+    Returns (carry at step 0, kv_mask_bs [B, S] of the slots that will hold real tokens,
+    n_prompt_b [B] real prompt tokens per row). `choice`: greedy, top_k, use_top_p, eos.
+    """
     b, p = prompt_ids_bp.shape
     n = max_new_tokens
-    # Slots for the prompt and every fed-back token, rounded up to a multiple of 8: the decode
-    # step's attention reads the whole cache along the slot axis, and XLA:CPU vectorises it
-    # better at an aligned length (255 -> 256 slots: 4.4 -> 4.0 ms per layer at batch 256).
-    slots = -(-(p + n - 1) // 8) * 8
-    choose = lambda logits, step: token_choice.choose(
-        logits,
-        jax.random.fold_in(rng, step),
-        temperature,
-        top_p,
-        greedy=greedy,
-        top_k=top_k,
-        use_top_p=use_top_p,
-    )
-    eos_ids = jnp.asarray(eos, jnp.int32)
-
+    slots = cache_slots(p, n)
     # Prefill: all prompt tokens at slots 0..P-1; logits only at each row's last real token
     # (a [B, P, V] logits array would cost P times the decode step's largest matmul).
     fed_back = jnp.arange(slots - p) < n - 1  # the rounding's extra slots are never written
@@ -339,36 +344,6 @@ def _sample_body(
     h_b1d, cache = model.forward_cached(prompt_ids_bp, pos_bp, cache, 0, kv_mask_bs, last_b=last_b)
     logits_bv = model.head(h_b1d)[:, 0]
     n_prompt_b = prompt_mask_bp.sum(axis=1).astype(jnp.int32)
-
-    def record(c: _Carry, logits_bv) -> _Carry:
-        """Chooses token c.step from its logits (pad after a row's EOS)."""
-        token_b, logp_b = choose(logits_bv, c.step)
-        valid_b = ~c.done_b
-        token_b = jnp.where(valid_b, token_b, pad_token_id)
-        logp_b = jnp.where(valid_b, logp_b, 0.0)
-        done_b = c.done_b | (jnp.isin(token_b, eos_ids) if eos else False)
-        col = (0, c.step)
-        return c._replace(
-            done_b=done_b,
-            tokens_bn=jax.lax.dynamic_update_slice(c.tokens_bn, token_b[:, None], col),
-            mask_bn=jax.lax.dynamic_update_slice(c.mask_bn, valid_b[:, None], col),
-            logp_bn=jax.lax.dynamic_update_slice(c.logp_bn, logp_b[:, None], col),
-        )
-
-    def body(c: _Carry) -> _Carry:
-        # Feed token c.step back and choose token c.step + 1 in the same iteration, so no
-        # [B, V] logits array is carried (and copied) between iterations.
-        token_b = jax.lax.dynamic_slice_in_dim(c.tokens_bn, c.step, 1, axis=1)
-        pos_b1 = (n_prompt_b + c.step)[:, None]
-        h_b1d, cache = model.forward_cached(token_b, pos_b1, c.cache, p + c.step, kv_mask_bs)
-        c = c._replace(step=c.step + 1, cache=_constrain_cache(cache))
-        return record(c, model.head(h_b1d)[:, 0])
-
-    def cond(c: _Carry):
-        # The last token (step N-1) is never fed back.
-        running = c.step < n - 1
-        return running & ~jnp.all(c.done_b) if eos else running
-
     carry = _Carry(
         step=jnp.int32(0),
         cache=cache,
@@ -377,8 +352,45 @@ def _sample_body(
         mask_bn=jnp.zeros((b, n), bool),
         logp_bn=jnp.zeros((b, n), jnp.float32),
     )
-    carry = jax.lax.while_loop(cond, body, record(carry, logits_bv))
-    return SampleOutput(carry.tokens_bn, carry.mask_bn, carry.logp_bn)
+    carry = _record(carry, logits_bv, rng, temperature, top_p, pad_token_id=pad_token_id, **choice)
+    return carry, kv_mask_bs, n_prompt_b
+
+
+def _decode_step(
+    model, c: _Carry, kv_mask_bs, n_prompt_b, p, rng, temperature, top_p, *, max_new_tokens, **choice
+) -> _Carry:
+    """One iteration of the decode loop: feeds token c.step back through the cache and chooses
+    token c.step + 1 in the same iteration, so no [B, V] logits array is carried (and copied)
+    between iterations. `p` is the prompt width (token i sits at cache slot p + i)."""
+    token_b = jax.lax.dynamic_slice_in_dim(c.tokens_bn, c.step, 1, axis=1)
+    pos_b1 = (n_prompt_b + c.step)[:, None]
+    h_b1d, cache = model.forward_cached(token_b, pos_b1, c.cache, p + c.step, kv_mask_bs)
+    c = c._replace(step=c.step + 1, cache=_constrain_cache(cache))
+    return _record(c, model.head(h_b1d)[:, 0], rng, temperature, top_p, **choice)
+
+
+def _record(c: _Carry, logits_bv, rng, temperature, top_p, *, greedy, top_k, use_top_p, eos, pad_token_id):
+    """Chooses token c.step from its logits (pad after a row's EOS)."""
+    token_b, logp_b = token_choice.choose(
+        logits_bv,
+        jax.random.fold_in(rng, c.step),
+        temperature,
+        top_p,
+        greedy=greedy,
+        top_k=top_k,
+        use_top_p=use_top_p,
+    )
+    valid_b = ~c.done_b
+    token_b = jnp.where(valid_b, token_b, pad_token_id)
+    logp_b = jnp.where(valid_b, logp_b, 0.0)
+    done_b = c.done_b | (jnp.isin(token_b, jnp.asarray(eos, jnp.int32)) if eos else False)
+    col = (0, c.step)
+    return c._replace(
+        done_b=done_b,
+        tokens_bn=jax.lax.dynamic_update_slice(c.tokens_bn, token_b[:, None], col),
+        mask_bn=jax.lax.dynamic_update_slice(c.mask_bn, valid_b[:, None], col),
+        logp_bn=jax.lax.dynamic_update_slice(c.logp_bn, logp_b[:, None], col),
+    )
 
 
 def _constrain_cache(cache):

@@ -310,6 +310,26 @@ def from_config(config, devices: Sequence | None = None) -> Partitioner | None:
     return Partitioner(make_mesh(m.data, m.fsdp, m.tensor, devices), tuple(map(tuple, m.rules)))
 
 
+def for_rollout(partitioner: Partitioner | None, tensor: int) -> Partitioner | None:
+    """The decode layout's partitioner (config.rollout.mesh_tensor = `tensor`), or None to sample
+    in the training layout (`tensor` 0, or one device).
+
+    The same devices as `partitioner`, as a (devices / tensor, 1, tensor) mesh under the same
+    rules: no fsdp axis, so parameters are replicated over the data groups and split over
+    `tensor` by heads, MLP width and vocabulary inside a group; rows and the KV cache split
+    over the groups. Decoding then gathers no weights, only tensor-parallel activations.
+    """
+    if partitioner is None or not int(tensor):
+        return None
+    devices = list(partitioner.mesh.devices.flat)
+    if len(devices) % int(tensor):
+        raise ValueError(
+            f"config.rollout.mesh_tensor={tensor} must divide the {len(devices)} devices of config.mesh "
+            "(0: sample in the training layout)."
+        )
+    return Partitioner(make_mesh(-1, 1, int(tensor), devices), partitioner.rules)
+
+
 def fetch(tree: Any) -> Any:
     """numpy copies of (possibly multi-host) global arrays, whole on every process."""
 

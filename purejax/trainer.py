@@ -92,6 +92,8 @@ class Trainer:
             if int(config.prm.batch_size):
                 calls.append(("config.prm.batch_size", int(config.prm.batch_size)))
             p.check_rows(calls)
+        # The decode layout (config.rollout.mesh_tensor), or None: sample in the training layout.
+        self.rollout_partitioner = sharding.for_rollout(p, int(r.mesh_tensor))
         self.optimizer = train_step_lib.make_optimizer(config)
         self.lr = train_step_lib.lr_schedule(config)
         self.graphdef, self.state, one_seed_sharding = train_step_lib.init_seed_states(
@@ -133,9 +135,12 @@ class Trainer:
         )
         ids, mask = self.train_ids[index], self.train_mask[index]
         keys = rollout_lib.step_keys(self.seeds, step)
+        params, partitioner = self.compute_params(), self.partitioner
+        if self.rollout_partitioner is not None:  # once per step: weights laid out for decoding
+            params = rollout_lib.layout_params(params, partitioner := self.rollout_partitioner)
         out = rollout_lib.sample_rollout(
-            self.graphdef, self.compute_params(), ids, mask, keys, c.rollout,
-            eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=self.partitioner,
+            self.graphdef, params, ids, mask, keys, c.rollout,
+            eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=partitioner,
         )  # fmt: skip
         return index, ids, mask, out
 

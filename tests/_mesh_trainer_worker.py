@@ -1,11 +1,13 @@
 """One Trainer run of configs/smoke.py (two vmapped seeds) for tests/test_mesh_trainer.py, in a
 subprocess, because jax fixes its device count (and its process group) when it starts.
 
-    python -m tests._mesh_trainer_worker WORKDIR --mesh D,F,T [--then D,F,T] [--process I/N --port P]
+    python -m tests._mesh_trainer_worker WORKDIR --mesh D,F,T [--then D,F,T] [--rollout-tensor T]
+        [--process I/N --port P]
 
 --mesh      the mesh of the run (1,1,1 with one device: the unsharded reference);
 --then      train 3 steps on --mesh, then build a new Trainer on this mesh and resume from the
             checkpoint to the end (restoring onto a different mesh shape);
+--rollout-tensor T  sample in the decode layout (config.rollout.mesh_tensor = T; 0: training layout);
 --process   this is process I of N (multi-host on one machine: jax.distributed over localhost,
             each process with its own simulated CPU devices).
 """
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("workdir")
     parser.add_argument("--mesh", type=_mesh, required=True)
     parser.add_argument("--then", type=_mesh)
+    parser.add_argument("--rollout-tensor", type=int, default=0)
     parser.add_argument("--process", default="0/1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
@@ -39,6 +42,7 @@ def main() -> None:
     config = config_lib.load(os.path.join(ROOT, "configs", "smoke.py"))
     with config.unlocked():
         config.num_seeds = 2
+        config.rollout.mesh_tensor = args.rollout_tensor
         if num_processes > 1:
             address = f"localhost:{args.port}"
             config.distributed.update(

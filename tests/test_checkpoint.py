@@ -2,7 +2,6 @@
 older one with a warning naming it; with none intact, one clear error."""
 
 import glob
-import json
 import os
 import shutil
 

@@ -5,7 +5,9 @@ runs in subprocesses (tests/_mesh_trainer_worker.py), since jax fixes its device
 group at start-up, all with the same XLA flags:
   reference   one device, no mesh;
   mesh        8 simulated devices: 3 steps on mesh (data 2, fsdp 2, tensor 2), then a new
-              Trainer resumes from the step-2 checkpoint on mesh (1, 4, 2) and finishes;
+              Trainer resumes from the step-2 checkpoint on mesh (1, 4, 2) and finishes; its
+              sampler runs in the decode layout (rollout.mesh_tensor=2: weights laid out once
+              per step, replicated over 4 groups, tensor-parallel over 2 inside one);
   multi-host  2 processes x 4 simulated devices joined by jax.distributed over localhost,
               one (1, 4, 2) mesh across both, sharing one workdir as hosts of a pod share one.
 
@@ -33,10 +35,12 @@ from tests._simulated import ROOT
 
 
 
-def _launch(workdir, mesh, devices, then=None, process=None, port=0):
+def _launch(workdir, mesh, devices, then=None, process=None, port=0, rollout_tensor=0):
     command = [sys.executable, "-m", "tests._mesh_trainer_worker", str(workdir), "--mesh", mesh]
     if then:
         command += ["--then", then]
+    if rollout_tensor:
+        command += ["--rollout-tensor", str(rollout_tensor)]
     if process:
         command += ["--process", process, "--port", str(port)]
     env = simulated.env(devices, fast=True)
@@ -68,7 +72,7 @@ def _free_port() -> int:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("mesh_trainer")
     _finish([_launch(root / "reference", "1,1,1", devices=1)])
-    _finish([_launch(root / "mesh", "2,2,2", devices=8, then="1,4,2")])
+    _finish([_launch(root / "mesh", "2,2,2", devices=8, then="1,4,2", rollout_tensor=2)])
     port = _free_port()
     _finish([_launch(root / "multihost", "1,4,2", 4, process=f"{i}/2", port=port) for i in range(2)])
     return root

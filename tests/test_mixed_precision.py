@@ -20,7 +20,7 @@ from purejax import config as config_lib
 from purejax import train_step as ts
 from purejax.models import load_pretrained
 from tests._tiny_hf import save_tiny_hf
-from tests.test_train_step import K, PROMPTS, _batch
+from tests.test_train_step import K, _batch
 
 SETTINGS = {"float32": ("float32", "float32"), "bf16+masters": ("bfloat16", "float32"), "bf16": ("bfloat16", "bfloat16")}
 STEPS, LR = 10, 1e-6
