@@ -2,25 +2,8 @@
 
 A run is fully described by one locked `ml_collections.ConfigDict` (STYLE.md
 rules 6, 8); `configs/*.py` build it from `defaults()` and the fragments in
-`configs/common.py`. Sections:
-
-    seed, num_seeds, total_steps, checkpoint_every, eval_every
-    policy    (path, dtype, param_dtype, arch)
-    prm       (path, step_token, dtype, arch)
-    data      (train_path, eval_names, eval_paths, question_key, answer_key, prompt_template,
-               chat_template, step_separator)
-    rollout   (prompts_per_step, samples_per_prompt, max_prompt_len, max_new_tokens,
-               temperature, top_p, top_k)
-    rewards   name -> {type, weight, applies_to, fraction, level, baseline, type params}
-    advantage (credit, temperature, discount, baseline, whiten, zero_step_ends)
-    optim     (lr, weight_decay, grad_clip, schedule, warmup_steps)
-    ppo       (clip_eps_low, clip_eps_high, dual_clip, epochs, minibatches, micro_batches,
-               logit_chunk, kl_beta, kl_estimator, kl_in, loss_agg, ratio_guard, remat)
-    eval      (num_prompts, batch_size, max_new_tokens)
-    logging   (keep_checkpoints, sample_every, tensorboard, wandb_project)
-    monitor   (early_stop, max_skipped_steps)
-    mesh      (data, fsdp, tensor, rules)
-    distributed (coordinator_address, num_processes, process_id)
+`configs/common.py`. `defaults()` is the schema: every section and field, with its default
+(the README's configuration reference is generated from it by `purejax.config_reference`).
 
 Defaults follow PURE_SPEC §7 (the paper's verl runs). ConfigDict fields cannot
 hold None, so "off" is spelt 0 where noted (dual_clip, top_k, ratio_guard).
@@ -36,19 +19,26 @@ group baseline with one sample per prompt (every advantage would be 0).
 
 from __future__ import annotations
 
-import ast
-import difflib
-import importlib
-import importlib.util
-import math
 import os
 import string
-import sys
-import types
 from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
+from purejax.config_checks import (  # noqa: F401 - ConfigError is part of this module's API
+    ConfigError,
+    check_keys,
+    check_type,
+    choice,
+    fail,
+    items,
+    non_negative,
+    positive,
+    type_name,
+    unit,
+    value_range,
+)
+from purejax.config_files import apply_override, import_config_module, parse_override  # noqa: F401
 from purejax.credit import CREDIT_MODES
 from purejax.data import BENCHMARKS, DATA_DIR, DEFAULT_PROMPT_TEMPLATE, TRAIN_FILE
 from purejax.losses import KL_ESTIMATORS
@@ -57,18 +47,12 @@ from purejax.reductions import LOSS_AGGREGATIONS
 from purejax.rewards.sources import SOURCE_TYPES
 
 
-class ConfigError(ValueError):
-    """An invalid configuration; the message names the dotted field and what is allowed."""
-
-
 DTYPES = ("float32", "bfloat16", "float16")
 APPLIES_TO = ("all", "with_answer")
 LEVELS = ("step", "sequence")
 REWARD_BASELINES = ("shared", "rloo")
 SCHEDULES = ("constant", "cosine")
 KL_IN = ("reward", "loss")
-# Every float ends up in float32 arithmetic (jitted) or in a host timer; beyond this it is inf.
-_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -174,7 +158,7 @@ def _default_mesh_rules() -> tuple:
 
 def _mesh_size(path, value):
     if value == 0 or value < -1:
-        _fail(path, f"must be a positive mesh size or -1 (the rest of the devices), got {value!r}")
+        fail(path, f"must be a positive mesh size or -1 (the rest of the devices), got {value!r}")
 
 
 def _mesh_rules(path, value):
@@ -188,7 +172,7 @@ def _mesh_rules(path, value):
 
 def _process_id(path, value):
     if value < -1:
-        _fail(path, f"must be >= 0, or -1 (from the environment), got {value!r}")
+        fail(path, f"must be >= 0, or -1 (from the environment), got {value!r}")
 
 
 def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A002
@@ -198,7 +182,7 @@ def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A0
     level and baseline 'shared'; type params default to the registry's values.
     """
     if type not in SOURCE_TYPES:
-        _fail(
+        fail(
             "rewards.<name>.type",
             f"unknown reward source type {type!r}",
             allowed=sorted(SOURCE_TYPES),
@@ -207,7 +191,7 @@ def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A0
     entry = SOURCE_TYPES[type].defaults()
     for key in values:
         if key not in entry:
-            _fail(f"rewards.<{type}>.{key}", "unknown key", allowed=sorted(entry), got=key)
+            fail(f"rewards.<{type}>.{key}", "unknown key", allowed=sorted(entry), got=key)
     entry.update(values)
     return ml_collections.ConfigDict(entry)
 
@@ -215,143 +199,65 @@ def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A0
 # ---------------------------------------------------------------- checks
 
 
-def _fail(path: str, problem: str, allowed=None, got: Any = None):
-    message = f"config.{path}: {problem}"
-    if allowed is not None:
-        allowed = list(allowed)
-        message += f"; allowed: {', '.join(map(repr, allowed))}"
-        if isinstance(got, str):
-            close = difflib.get_close_matches(got, [str(a) for a in allowed], n=1)
-            if close and close[0] != got:
-                message += f". Did you mean {close[0]!r}"
-                raise ConfigError(message + "?")
-    raise ConfigError(message + ".")
-
-
-def _choice(*allowed) -> Callable:
-    def check(path, value):
-        if value not in allowed:
-            _fail(path, f"got {value!r}", allowed=allowed, got=value)
-
-    return check
-
-
-def _range(low=None, high=None, low_open=False, high_open=False, zero_ok=False) -> Callable:
-    def check(path, value):
-        if zero_ok and value == 0:
-            return
-        bad = (low is not None and (value < low or (low_open and value == low))) or (
-            high is not None and (value > high or (high_open and value == high))
-        )
-        if bad:
-            lo = "-inf" if low is None else f"{low}"
-            hi = "inf" if high is None else f"{high}"
-            interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-            _fail(path, f"must be in {interval}{' or 0 (off)' if zero_ok else ''}, got {value!r}")
-
-    return check
-
-
-_positive = _range(0, low_open=True)
-_non_negative = _range(0)
-_unit = _range(0, 1)
-
 _CHECKS: dict[str, Callable] = {
-    "seed": _non_negative,
-    "num_seeds": _positive,
-    "total_steps": _positive,
-    "checkpoint_every": _positive,
-    "eval_every": _positive,
-    "policy.dtype": _choice(*DTYPES),
-    "policy.param_dtype": _choice(*DTYPES),
-    "prm.dtype": _choice(*DTYPES),
-    "rollout.prompts_per_step": _positive,
-    "rollout.samples_per_prompt": _positive,
-    "rollout.max_prompt_len": _positive,
-    "rollout.max_new_tokens": _positive,
-    "rollout.temperature": _positive,
-    "rollout.top_p": _range(0, 1, low_open=True),
-    "rollout.top_k": _non_negative,
-    "rollout.sample_batch": _non_negative,
-    "prm.batch_size": _non_negative,
-    "advantage.credit": _choice(*CREDIT_MODES),
-    "advantage.temperature": _positive,
-    "advantage.discount": _range(0, 1, low_open=True),
-    "advantage.baseline": _choice(*BASELINES),
-    "optim.lr": _positive,
-    "optim.weight_decay": _non_negative,
-    "optim.grad_clip": _non_negative,
-    "optim.schedule": _choice(*SCHEDULES),
-    "optim.warmup_steps": _non_negative,
-    "ppo.clip_eps_low": _range(0, 1, high_open=True),
-    "ppo.clip_eps_high": _range(0, None),
-    "ppo.dual_clip": _range(1, None, low_open=True, zero_ok=True),
-    "ppo.epochs": _positive,
-    "ppo.minibatches": _positive,
-    "ppo.micro_batches": _positive,
-    "ppo.logit_chunk": _non_negative,
-    "ppo.kl_beta": _non_negative,
-    "ppo.kl_estimator": _choice(*KL_ESTIMATORS),
-    "ppo.kl_in": _choice(*KL_IN),
-    "ppo.loss_agg": _choice(*LOSS_AGGREGATIONS),
-    "ppo.ratio_guard": _non_negative,
-    "eval.num_prompts": _non_negative,
-    "eval.batch_size": _positive,
-    "eval.max_new_tokens": _positive,
-    "logging.keep_checkpoints": _positive,
-    "logging.sample_every": _positive,
-    "monitor.max_skipped_steps": _non_negative,
+    "seed": non_negative,
+    "num_seeds": positive,
+    "total_steps": positive,
+    "checkpoint_every": positive,
+    "eval_every": positive,
+    "policy.dtype": choice(*DTYPES),
+    "policy.param_dtype": choice(*DTYPES),
+    "prm.dtype": choice(*DTYPES),
+    "rollout.prompts_per_step": positive,
+    "rollout.samples_per_prompt": positive,
+    "rollout.max_prompt_len": positive,
+    "rollout.max_new_tokens": positive,
+    "rollout.temperature": positive,
+    "rollout.top_p": value_range(0, 1, low_open=True),
+    "rollout.top_k": non_negative,
+    "rollout.sample_batch": non_negative,
+    "prm.batch_size": non_negative,
+    "advantage.credit": choice(*CREDIT_MODES),
+    "advantage.temperature": positive,
+    "advantage.discount": value_range(0, 1, low_open=True),
+    "advantage.baseline": choice(*BASELINES),
+    "optim.lr": positive,
+    "optim.weight_decay": non_negative,
+    "optim.grad_clip": non_negative,
+    "optim.schedule": choice(*SCHEDULES),
+    "optim.warmup_steps": non_negative,
+    "ppo.clip_eps_low": value_range(0, 1, high_open=True),
+    "ppo.clip_eps_high": value_range(0, None),
+    "ppo.dual_clip": value_range(1, None, low_open=True, zero_ok=True),
+    "ppo.epochs": positive,
+    "ppo.minibatches": positive,
+    "ppo.micro_batches": positive,
+    "ppo.logit_chunk": non_negative,
+    "ppo.kl_beta": non_negative,
+    "ppo.kl_estimator": choice(*KL_ESTIMATORS),
+    "ppo.kl_in": choice(*KL_IN),
+    "ppo.loss_agg": choice(*LOSS_AGGREGATIONS),
+    "ppo.ratio_guard": non_negative,
+    "eval.num_prompts": non_negative,
+    "eval.batch_size": positive,
+    "eval.max_new_tokens": positive,
+    "logging.keep_checkpoints": positive,
+    "logging.sample_every": positive,
+    "monitor.max_skipped_steps": non_negative,
     "mesh.data": _mesh_size,
     "mesh.fsdp": _mesh_size,
     "mesh.tensor": _mesh_size,
     "mesh.rules": _mesh_rules,
-    "distributed.num_processes": _non_negative,
+    "distributed.num_processes": non_negative,
     "distributed.process_id": _process_id,
 }
 
 
-def _type_name(value) -> str:
-    return type(value).__name__
-
-
-def _check_type(path: str, value, default) -> None:
-    if isinstance(default, bool) or isinstance(value, bool):
-        ok = isinstance(value, bool) and isinstance(default, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float))
-    elif isinstance(default, (tuple, list)):
-        ok = isinstance(value, (tuple, list))
-    elif isinstance(default, (dict, ml_collections.ConfigDict)):
-        ok = isinstance(value, (dict, ml_collections.ConfigDict))
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        _fail(path, f"must be a {_type_name(default)}, got {_type_name(value)} {value!r}")
-    if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
-        _fail(path, f"must be a finite number within float32 range (|x| <= 3.4e38), got {value!r}")
-
-
-def _items(section) -> dict:
-    return dict(section.items()) if hasattr(section, "items") else dict(section)
-
-
-def _check_keys(path: str, actual: Mapping, expected: Sequence[str]) -> None:
-    for key in actual:
-        if key not in expected:
-            _fail(f"{path}{key}", "unknown key", allowed=expected, got=key)
-    for key in expected:
-        if key not in actual:
-            _fail(
-                f"{path}{key}",
-                "missing key (build configs from purejax.config.defaults() and reward_source())",
-            )
-
-
 def validate(config) -> None:
     """Raises ConfigError (one message: dotted field, what is allowed) for a bad config."""
-    schema = _items(defaults())
-    values = _items(config)
-    _check_keys("", values, list(schema))
+    schema = items(defaults())
+    values = items(config)
+    check_keys("", values, list(schema))
     for section, default in schema.items():
         value = values[section]
         if section == "rewards":
@@ -359,16 +265,16 @@ def validate(config) -> None:
             continue
         if isinstance(default, ml_collections.ConfigDict):
             if not hasattr(value, "items"):
-                _fail(section, f"must be a section (ConfigDict), got {_type_name(value)}")
-            fields = _items(value)
-            _check_keys(f"{section}.", fields, list(_items(default)))
-            for key, field_default in _items(default).items():
+                fail(section, f"must be a section (ConfigDict), got {type_name(value)}")
+            fields = items(value)
+            check_keys(f"{section}.", fields, list(items(default)))
+            for key, field_default in items(default).items():
                 path = f"{section}.{key}"
-                _check_type(path, fields[key], field_default)
+                check_type(path, fields[key], field_default)
                 if path in _CHECKS:
                     _CHECKS[path](path, fields[key])
         else:
-            _check_type(section, value, default)
+            check_type(section, value, default)
             if section in _CHECKS:
                 _CHECKS[section](section, value)
     _validate_cross(values)
@@ -376,35 +282,35 @@ def validate(config) -> None:
 
 def _validate_rewards(rewards) -> None:
     if not hasattr(rewards, "items"):
-        _fail("rewards", f"must be a section of reward sources, got {_type_name(rewards)}")
-    entries = _items(rewards)
+        fail("rewards", f"must be a section of reward sources, got {type_name(rewards)}")
+    entries = items(rewards)
     if not entries:
-        _fail(
+        fail(
             "rewards",
             "no reward source configured; add e.g. config.rewards.prm = purejax.config.reward_source('prm')",
         )
     for name, entry in entries.items():
         base = f"rewards.{name}"
         if not hasattr(entry, "items"):
-            _fail(base, f"must be a reward source section, got {_type_name(entry)}")
-        entry = _items(entry)
+            fail(base, f"must be a reward source section, got {type_name(entry)}")
+        entry = items(entry)
         kind = entry.get("type")
         if kind not in SOURCE_TYPES:
-            _fail(
+            fail(
                 f"{base}.type", f"unknown reward source type {kind!r}", allowed=sorted(SOURCE_TYPES), got=kind
             )
         source = SOURCE_TYPES[kind]
         expected = source.defaults()
-        _check_keys(f"{base}.", entry, list(expected))
+        check_keys(f"{base}.", entry, list(expected))
         for key, default in expected.items():
-            _check_type(f"{base}.{key}", entry[key], default)
-        _range(0)(f"{base}.weight", entry["weight"])
-        _unit(f"{base}.fraction", entry["fraction"])
-        _choice(*APPLIES_TO)(f"{base}.applies_to", entry["applies_to"])
-        _choice(source.level)(f"{base}.level", entry["level"])
-        _choice(*REWARD_BASELINES)(f"{base}.baseline", entry["baseline"])
+            check_type(f"{base}.{key}", entry[key], default)
+        value_range(0)(f"{base}.weight", entry["weight"])
+        unit(f"{base}.fraction", entry["fraction"])
+        choice(*APPLIES_TO)(f"{base}.applies_to", entry["applies_to"])
+        choice(source.level)(f"{base}.level", entry["level"])
+        choice(*REWARD_BASELINES)(f"{base}.baseline", entry["baseline"])
         if source.level == "step" and entry["baseline"] != "shared":
-            _fail(
+            fail(
                 f"{base}.baseline",
                 "step-level sources share the credit-assignment baseline",
                 allowed=["shared"],
@@ -413,7 +319,7 @@ def _validate_rewards(rewards) -> None:
         if source.check is not None:  # the rules specific to this source type
             problem = source.check(entry)
             if problem is not None:
-                _fail(f"{base}.{problem[0]}", problem[1])
+                fail(f"{base}.{problem[0]}", problem[1])
 
 
 def _template_problem(template: str) -> str | None:
@@ -434,9 +340,9 @@ def _template_problem(template: str) -> str | None:
 
 
 def _validate_cross(values) -> None:
-    data = _items(values["data"])
+    data = items(values["data"])
     if len(data["eval_names"]) != len(data["eval_paths"]):
-        _fail(
+        fail(
             "data.eval_paths",
             f"has {len(data['eval_paths'])} entries but data.eval_names has "
             f"{len(data['eval_names'])}; give one path per name",
@@ -444,42 +350,42 @@ def _validate_cross(values) -> None:
     names = list(data["eval_names"])
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip() or "/" in name:
-            _fail(f"data.eval_names[{i}]", f"must be a non-empty name without '/', got {name!r}")
+            fail(f"data.eval_names[{i}]", f"must be a non-empty name without '/', got {name!r}")
         if names.index(name) != i:
-            _fail(f"data.eval_names[{i}]", f"repeats {name!r}; every evaluation set needs its own name (prompt ids are NAME/id)")
+            fail(f"data.eval_names[{i}]", f"repeats {name!r}; every evaluation set needs its own name (prompt ids are NAME/id)")
     for key in ("question_key", "answer_key"):
         if data[key] != data[key].strip():
-            _fail(f"data.{key}", f"must be a column name without surrounding spaces (or '' for auto), got {data[key]!r}")
+            fail(f"data.{key}", f"must be a column name without surrounding spaces (or '' for auto), got {data[key]!r}")
     problem = _template_problem(data["prompt_template"])
     if problem:
-        _fail("data.prompt_template", problem)
+        fail("data.prompt_template", problem)
     if not values["prm"]["step_token"]:
-        _fail("prm.step_token", "must be a non-empty string, e.g. '\\n'")
-    rollout, ppo = _items(values["rollout"]), _items(values["ppo"])
+        fail("prm.step_token", "must be a non-empty string, e.g. '\\n'")
+    rollout, ppo = items(values["rollout"]), items(values["ppo"])
     if rollout["samples_per_prompt"] == 1:
         _check_group_baselines(values)
     rows = rollout["prompts_per_step"] * rollout["samples_per_prompt"]
     if rows % ppo["minibatches"]:
-        _fail(
+        fail(
             "ppo.minibatches",
             f"must divide the {rows} responses of a step (rollout.prompts_per_step x "
             f"rollout.samples_per_prompt), got {ppo['minibatches']}",
         )
     if (rows // ppo["minibatches"]) % ppo["micro_batches"]:
-        _fail(
+        fail(
             "ppo.micro_batches",
             f"must divide the {rows // ppo['minibatches']} responses of a minibatch "
             f"(rollout.prompts_per_step x rollout.samples_per_prompt / ppo.minibatches), "
             f"got {ppo['micro_batches']}",
         )
     if rollout["sample_batch"] and rows % rollout["sample_batch"]:
-        _fail(
+        fail(
             "rollout.sample_batch",
             f"must divide the {rows} responses of a step (or be 0 for all at once), "
             f"got {rollout['sample_batch']}",
         )
     if ppo["logit_chunk"] and rollout["max_new_tokens"] % ppo["logit_chunk"]:
-        _fail(
+        fail(
             "ppo.logit_chunk",
             f"must divide rollout.max_new_tokens={rollout['max_new_tokens']} (or be 0 for no chunking), "
             f"got {ppo['logit_chunk']}",
@@ -489,18 +395,18 @@ def _validate_cross(values) -> None:
 def _check_group_baselines(values) -> None:
     """With one sample per prompt a group baseline subtracts each response's own value: every
     advantage is exactly 0 and training does nothing, so it is refused rather than warned about."""
-    advantage = _items(values["advantage"])
+    advantage = items(values["advantage"])
     fix = "set rollout.samples_per_prompt >= 2 (the paper uses 8)"
     if advantage["baseline"] != "none":
-        _fail(
+        fail(
             "advantage.baseline",
             f"{advantage['baseline']!r} compares the samples of one prompt, but "
             f"rollout.samples_per_prompt=1 leaves it one sample, so every advantage is 0; {fix}, "
             "or set advantage.baseline='none'",
         )
-    for name, entry in _items(values["rewards"]).items():
-        if _items(entry)["baseline"] == "rloo":
-            _fail(
+    for name, entry in items(values["rewards"]).items():
+        if items(entry)["baseline"] == "rloo":
+            fail(
                 f"rewards.{name}.baseline",
                 f"'rloo' needs several samples per prompt, but rollout.samples_per_prompt=1 makes "
                 f"this source's advantage 0; {fix}, or set rewards.{name}.baseline='shared'",
@@ -508,72 +414,6 @@ def _check_group_baselines(values) -> None:
 
 
 # ---------------------------------------------------------------- loading
-
-
-def _import_config_module(source) -> types.ModuleType:
-    if isinstance(source, types.ModuleType):
-        return source
-    if not isinstance(source, str):
-        raise ConfigError(
-            f"load: expected a config file path, module name or module, got {type(source).__name__}."
-        )
-    if source.endswith(".py") or os.path.sep in source:
-        path = os.path.abspath(source)
-        if not os.path.isfile(path):
-            raise ConfigError(f"load: config file {source!r} not found.")
-        # Config files import their fragments as `from configs import common`.
-        root = os.path.dirname(os.path.dirname(path))
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        name = f"_purejax_config_{os.path.splitext(os.path.basename(path))[0]}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    return importlib.import_module(source)
-
-
-def _parse_override(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise ConfigError(f"load: override {text!r} must look like 'rewards.vr.weight=2'.")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if key.startswith("config."):
-        key = key[len("config.") :]
-    try:
-        value = ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError):
-        value = raw.strip()  # a bare string such as credit=min
-    return key, value
-
-
-def apply_override(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
-    """Sets the existing dotted field `key`; unknown fields fail with a suggestion."""
-    node, parts = config, key.split(".")
-    for i, part in enumerate(parts):
-        fields = list(_items(node))
-        if part not in fields:
-            _fail(
-                ".".join(parts[: i + 1]),
-                "unknown key (overrides may only set existing fields)",
-                allowed=fields,
-                got=part,
-            )
-        if i < len(parts) - 1:
-            node = node[part]
-    current = node[parts[-1]]
-    if isinstance(value, bool) and not isinstance(current, bool):
-        # ConfigDict would store True in a float field as 1.0, where validation cannot see it.
-        _fail(key, f"must be a {_type_name(current)}, got bool {value!r}")
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if isinstance(current, tuple) and isinstance(value, list):
-        value = tuple(value)
-    try:
-        with node.unlocked():
-            node[parts[-1]] = value
-    except TypeError:
-        _fail(key, f"must be a {_type_name(current)}, got {_type_name(value)} {value!r}")
 
 
 def load(
@@ -591,7 +431,7 @@ def load(
     if isinstance(source, str) and ".py:" in source:  # big_vision's `--config=file.py:arg`
         source, arg = source.split(".py:", 1)
         source += ".py"
-    module = _import_config_module(source)
+    module = import_config_module(source)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"load: {getattr(module, '__file__', module)} has no get_config().")
     try:
@@ -606,7 +446,7 @@ def load(
         )
     if overrides:
         pairs = (
-            overrides.items() if isinstance(overrides, Mapping) else [_parse_override(o) for o in overrides]
+            overrides.items() if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
         )
         for key, value in pairs:
             apply_override(config, key, value)
