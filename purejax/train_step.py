@@ -32,6 +32,7 @@ import optax
 from flax import nnx
 
 from purejax import losses
+from purejax.optim import lr_schedule, make_optimizer  # noqa: F401 - part of this module's API
 from purejax import pure
 from purejax import reductions
 from purejax import sharding
@@ -123,47 +124,6 @@ def guard_ratio(ratio_bt, mask_bt) -> jnp.ndarray:
     token mean would dilute it.
     """
     return reductions.aggregate_loss(ratio_bt, mask_bt, "seq-mean-token-mean").mean()
-
-
-def lr_schedule(config):
-    """The learning rate as a function of the RL step (config.optim: constant or cosine, with
-    linear warm-up). Every one of a step's ppo.epochs x ppo.minibatches updates uses it."""
-    optim = config.optim
-    if optim.schedule == "constant":
-        schedule = optax.constant_schedule(optim.lr)
-    elif optim.schedule == "cosine":
-        schedule = optax.warmup_cosine_decay_schedule(
-            0.0, optim.lr, max(int(optim.warmup_steps), 1), max(int(config.total_steps), 2)
-        )
-    else:
-        raise ValueError(
-            f"optim.schedule: unknown schedule {optim.schedule!r}; allowed: 'constant', 'cosine'."
-        )
-    if optim.schedule == "constant" and optim.warmup_steps:
-        schedule = optax.linear_schedule(0.0, optim.lr, int(optim.warmup_steps))
-        schedule = optax.join_schedules(
-            [schedule, optax.constant_schedule(optim.lr)], [int(optim.warmup_steps)]
-        )
-    return schedule
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-    """AdamW with global-norm clipping and the configured schedule; non-finite updates skipped.
-
-    The schedule counts RL steps, as `total_steps` and `warmup_steps` do (verl steps its
-    scheduler once per update as well): every one of a step's ppo.epochs x ppo.minibatches
-    optimizer updates uses that step's learning rate. Counting updates instead would end a
-    cosine decay after 1 / (epochs x minibatches) of the run.
-    """
-    schedule = lr_schedule(config)
-    updates_per_step = int(config.ppo.epochs) * int(config.ppo.minibatches)
-    per_rl_step = lambda count: schedule(count // updates_per_step)  # noqa: E731
-    chain = optax.chain(
-        optax.clip_by_global_norm(config.optim.grad_clip),
-        optax.adamw(per_rl_step, b1=0.9, b2=0.999, eps=1e-8, weight_decay=config.optim.weight_decay),
-    )
-    # Skipped updates leave params and moments untouched; give up only after many in a row.
-    return optax.apply_if_finite(chain, max_consecutive_errors=1_000_000)
 
 
 def cast_params(params, dtype):
