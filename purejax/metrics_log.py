@@ -97,6 +97,20 @@ def seed_dirs(workdir: str, seeds) -> list[str]:
     return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed_{seed}") for seed in seeds]
 
 
+def seed_writers(run_dirs, seeds, config, resume_step: int) -> list:
+    """One writer per seed (process 0 writes; `resume_step` -1 starts the files afresh)."""
+    return [
+        process_writer(
+            run_dir,
+            resume_step=resume_step,
+            tensorboard=bool(config.logging.tensorboard),
+            wandb_project=config.logging.wandb_project or None,
+            config=dict(config.to_dict(), seed=seed, num_seeds=1),
+        )
+        for run_dir, seed in zip(run_dirs, seeds)
+    ]
+
+
 def write_samples(run_dir: str, step: int, rows: list[dict]) -> None:
     """run_dir/samples/step_<step>.jsonl, written atomically by process 0 only."""
     if jax.process_index() != 0:  # multi-host: one process writes

@@ -107,3 +107,25 @@ def summarize(workdir: str) -> str:
     lines.append("reward-hacking alarms: " + (", ".join(alarms) if alarms else "none"))
     lines.append(f"plots: {plot}")
     return "\n".join(lines)
+
+
+# The progress bar's live metrics.
+PROGRESS_KEYS = (
+    "eval/accuracy",
+    "train/rollout/vr_accuracy",
+    "train/rollout/process_reward_sum",
+    "train/rollout/steps_mean",
+    "train/rollout/length_mean",
+    "train/kl_reward",
+    "train/loss",
+)
+
+
+def progress(summaries: Sequence[dict]) -> dict:
+    """The progress bar's live metrics: each of PROGRESS_KEYS, its mean over seeds."""
+    out = {}
+    for key in PROGRESS_KEYS:
+        values = [s[key] for s in summaries if isinstance(s.get(key), float)]
+        if values:
+            out[key.split("/")[-1]] = f"{sum(values) / len(values):.3g}"
+    return out

@@ -119,3 +119,16 @@ def rollout_record(config, monitor, scored: Scored, tokens, mask, step_end, eos_
     metrics = compose_lib.reward_metrics(scored.composed, step_end_bt=step_end)
     record.update({f"train/{k}": v for k, v in metrics.items()})
     return record
+
+
+def sample_rows(task, prompt_index, scored: Scored, every: int) -> list[dict]:
+    """Rows for samples/step_N.jsonl: every `every`-th response (the first sample of each
+    prompt) with its prompt and raw reward per source."""
+    return [
+        {
+            "prompt": task.train_prompts[prompt_index[b]].question,
+            "response": scored.texts[b],
+            "rewards": {n: float(np.sum(v[b])) for n, v in scored.composed.raw.items()},
+        }
+        for b in range(0, len(scored.texts), every)
+    ]

@@ -180,16 +180,7 @@ class Trainer:
                 self.export()
             return [{"step": start}] * len(self.seeds)
         # A fresh start drops whatever an earlier attempt wrote before its first checkpoint.
-        writers = [
-            metrics_log.process_writer(
-                run_dir,
-                resume_step=start if restored else -1,
-                tensorboard=bool(c.logging.tensorboard),
-                wandb_project=c.logging.wandb_project or None,
-                config=dict(c.to_dict(), seed=seed, num_seeds=1),
-            )
-            for run_dir, seed in zip(self.run_dirs, self.seeds)
-        ]
+        writers = metrics_log.seed_writers(self.run_dirs, self.seeds, c, resume_step=start if restored else -1)
         end = total if stop_after is None else min(total, start + stop_after)
         summaries = [{} for _ in self.seeds]
         desc = "PURE" if len(self.seeds) == 1 else f"PURE x{len(self.seeds)} seeds"
@@ -217,7 +208,7 @@ class Trainer:
                     raise preemption.Preempted(done)
                 self._check_skips(done, records)
                 bar.update(1)
-                bar.set_postfix(_progress(summaries))
+                bar.set_postfix(report.progress(summaries))
                 alarms = sorted({k for r in records for k, v in r.items() if k.startswith("train/alarm/") and v})
                 if alarms:
                     bar.write(f"step {done}: reward-hacking alarm: {', '.join(a.split('/')[-1] for a in alarms)}")
@@ -327,38 +318,6 @@ class Trainer:
             record.update(timing)
             records.append(record)
             if (step + 1) % int(self.config.logging.sample_every) == 0:
-                self._save_samples(self.run_dirs[s], step + 1, prompt_index[s], x)
+                rows = scoring.sample_rows(self.task, prompt_index[s], x, every=self.k)
+                metrics_log.write_samples(self.run_dirs[s], step + 1, rows)
         return records
-
-    def _save_samples(self, run_dir, step, prompt_index, scored) -> None:
-        """The first sample of each prompt, with its raw reward per source."""
-        rows = [
-            {
-                "prompt": self.task.train_prompts[prompt_index[b]].question,
-                "response": scored.texts[b],
-                "rewards": {n: float(np.sum(v[b])) for n, v in scored.composed.raw.items()},
-            }
-            for b in range(0, len(scored.texts), self.k)
-        ]
-        metrics_log.write_samples(run_dir, step, rows)
-
-
-def _progress(summaries: list[dict]) -> dict:
-    """The progress bar's live metrics: each key's mean over seeds."""
-    out = {}
-    for key in _PROGRESS_KEYS:
-        values = [s[key] for s in summaries if isinstance(s.get(key), float)]
-        if values:
-            out[key.split("/")[-1]] = f"{np.mean(values):.3g}"
-    return out
-
-
-_PROGRESS_KEYS = (
-    "eval/accuracy",
-    "train/rollout/vr_accuracy",
-    "train/rollout/process_reward_sum",
-    "train/rollout/steps_mean",
-    "train/rollout/length_mean",
-    "train/kl_reward",
-    "train/loss",
-)
