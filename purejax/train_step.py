@@ -24,6 +24,7 @@ Reads config sections `ppo`, `optim`, `advantage` and
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -80,7 +81,6 @@ class PPOSettings:
     loss_agg: str
     ratio_guard: float | None
     remat: bool = False
-    compute_dtype: str = "float32"  # policy.dtype: every forward pass runs on params cast to it
     # Names of the 'shared' sequence reward sources, which arrive in RolloutBatch.dense_rewards.
     dense_sources: tuple[str, ...] = ()
 
@@ -89,7 +89,6 @@ class PPOSettings:
         ppo = config.ppo
         return cls(
             samples_per_prompt=int(config.rollout.samples_per_prompt),
-            compute_dtype=str(config.policy.dtype),
             advantage=pure.AdvantageConfig.from_config(config.advantage),
             clip_eps_low=float(ppo.clip_eps_low),
             clip_eps_high=float(ppo.clip_eps_high),
@@ -136,6 +135,11 @@ def cast_params(params, dtype):
         return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != dtype else x
 
     return jax.tree.map(cast, params)
+
+
+def _compute_dtype(params):
+    """The dtype of the floating leaves of `params` (the reference policy, as loaded)."""
+    return next(x.dtype for x in jax.tree.leaves(params) if jnp.issubdtype(x.dtype, jnp.floating))
 
 
 def _new_state(params, optimizer: optax.GradientTransformation, param_dtype=None) -> TrainState:
@@ -288,12 +292,12 @@ def make_train_step(
         out_crt = jax.lax.map(lambda idx: logp(_take_rows(batch, idx)), idx_cr)
         return out_crt.swapaxes(0, 1).reshape(rows, -1)  # row j * chunks + c is out[c, j]
 
-    def loss_fn(params, mb: RolloutBatch, old_logp, ref_logp, adv, pg_count, token_count):
+    def loss_fn(params, mb: RolloutBatch, old_logp, ref_logp, adv, pg_count, token_count, *, compute_dtype):
         """One micro-batch's share of the minibatch loss, normalised by the whole minibatch's
         counts (pg_count: aggregate_loss's count; token_count: valid tokens), so that summing
         the micro-batches' losses and gradients gives the minibatch's exactly."""
         logp, entropy = response_logp(
-            graphdef, cast_params(params, s.compute_dtype), rest, mb, remat=s.remat, chunk=s.logit_chunk, entropy=True
+            graphdef, cast_params(params, compute_dtype), rest, mb, remat=s.remat, chunk=s.logit_chunk, entropy=True
         )
         mask = mb.response_mask
         pg_bt = jax.vmap(losses.clipped_surrogate_loss, (0, 0, 0, None, None, None))(
@@ -320,9 +324,7 @@ def make_train_step(
             loss = jnp.where(guard_ratio(ratio, mask) > s.ratio_guard, 0.0, loss)
         return loss, aux
 
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-    def minibatch_grads(params, batch, old_logp, ref_logp, adv, rows_idx):
+    def minibatch_grads(params, batch, old_logp, ref_logp, adv, rows_idx, compute_dtype):
         """(loss, aux, grads) of one minibatch, accumulated over `micro_batches` passes."""
         mask = _take_rows(batch.response_mask, rows_idx)
         counts = (
@@ -332,6 +334,7 @@ def make_train_step(
 
         def micro(idx):
             mb, old, ref, a = _take_rows((batch, old_logp, ref_logp, adv), idx)
+            grad_fn = jax.value_and_grad(functools.partial(loss_fn, compute_dtype=compute_dtype), has_aux=True)
             (loss, aux), grads = grad_fn(params, mb, old, ref, a, *counts)
             return loss, aux, grads
 
@@ -359,7 +362,10 @@ def make_train_step(
             )
         rng = jax.random.fold_in(rng, state.step)
         # One cast of the masters per step for both no-gradient passes' weights.
-        old_logp = sequence_logp(cast_params(state.params, s.compute_dtype), batch)
+        # The model's compute dtype is the frozen reference's (the policy as loaded, policy.dtype);
+        # the masters are cast to it for every forward pass, once per step for the no-gradient ones.
+        compute_dtype = _compute_dtype(state.ref_params)
+        old_logp = sequence_logp(cast_params(state.params, compute_dtype), batch)
         ref_logp = sequence_logp(state.ref_params, batch)
         old_logp, ref_logp = jax.lax.stop_gradient((old_logp, ref_logp))
         mask = batch.response_mask
@@ -389,7 +395,7 @@ def make_train_step(
         def run_minibatch(carry, rows_idx):
             params, opt_state = carry
             loss, aux, grads = minibatch_grads(
-                params, batch, old_logp, ref_logp, advantages.advantages, rows_idx
+                params, batch, old_logp, ref_logp, advantages.advantages, rows_idx, compute_dtype
             )
             grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
             updates, new_opt_state = optimizer.update(grads, opt_state, params)

@@ -35,3 +35,37 @@ def pytest_unconfigure(config):
     cache_dir = getattr(config, "_purejax_xla_cache", None)
     if cache_dir:
         shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the smoke run, shared
+# Several files compare against one uninterrupted run of configs/smoke.py; it is built once per
+# session (its task and its 4 steps), not once per file.
+
+import pytest  # noqa: E402
+
+SMOKE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "smoke.py")
+
+
+@pytest.fixture(scope="session")
+def smoke_config():
+    from purejax import config as config_lib
+
+    return config_lib.load(SMOKE)
+
+
+@pytest.fixture(scope="session")
+def task(smoke_config):
+    from purejax import tasks
+
+    return tasks.build_task(smoke_config)
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(smoke_config, task, tmp_path_factory):
+    """(workdir, Trainer) of the smoke run trained to the end without interruption."""
+    from purejax import trainer as trainer_lib
+
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    trainer = trainer_lib.Trainer(smoke_config, task, str(workdir), show_progress=False)
+    trainer.run()
+    return workdir, trainer

@@ -85,7 +85,7 @@ def test_a_bf16_run_checkpoints_float32_masters_and_resumes_exactly(tmp_path):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     config = config_lib.load(
-        os.path.join(root, "configs", "smoke.py"), ["config.policy.dtype=bfloat16", "config.total_steps=3", "config.checkpoint_every=1"]
+        os.path.join(root, "configs", "smoke.py"), ["config.policy.dtype=bfloat16", "config.total_steps=2", "config.checkpoint_every=1", "config.eval_every=2"]
     )
     task = tasks.build_task(config)
 
@@ -95,7 +95,7 @@ def test_a_bf16_run_checkpoints_float32_masters_and_resumes_exactly(tmp_path):
         return trainer
 
     whole = run(tmp_path / "whole")
-    run(tmp_path / "resumed", stop_after=2)  # interrupted after the step-2 checkpoint
+    run(tmp_path / "resumed", stop_after=1)  # interrupted after the step-1 checkpoint
     resumed = run(tmp_path / "resumed")
     strip = lambda records: [{k: v for k, v in r.items() if "/time/" not in k} for r in records]  # noqa: E731
     assert strip(read_metrics(str(tmp_path / "resumed" / "metrics.jsonl"))) == strip(

@@ -18,23 +18,12 @@ import jax
 import numpy as np
 import pytest
 
-from purejax import config as config_lib
-from purejax import preemption, run_record, tasks
+from purejax import preemption, run_record
 from purejax import trainer as trainer_lib
 from purejax.metrics_log import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs", "smoke.py")
-
-
-@pytest.fixture(scope="module")
-def smoke_config():
-    return config_lib.load(SMOKE)
-
-
-@pytest.fixture(scope="module")
-def task(smoke_config):
-    return tasks.build_task(smoke_config)
 
 
 def _edited(config, **fields):
@@ -54,12 +43,6 @@ def _run(config, task, workdir, stop_after=None):
 
 def _records(workdir):
     return [{k: v for k, v in r.items() if "/time/" not in k} for r in read_metrics(f"{workdir}/metrics.jsonl")]
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(smoke_config, task, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("uninterrupted")
-    return workdir, _run(smoke_config, task, workdir)
 
 
 def test_sigterm_checkpoints_at_the_step_boundary_and_resumes_exactly(

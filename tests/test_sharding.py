@@ -203,10 +203,11 @@ def test_plan_on_a_tiny_mesh_prints_the_json_plan():
     plan = json.loads(proc.stdout.strip().splitlines()[-1])
     assert plan["mesh"] == {"data": 2, "fsdp": 2, "tensor": 2}
     assert (plan["micro_batch"], plan["prm_batch"], plan["sample_batch"]) == (4, 4, 8)
-    # 74,112 bf16 parameters (1 layer, D=64, 8 heads of 8, F=128, V=256, untied): all but the
-    # 192 norm weights are split 4 ways (fsdp x tensor; `data` replicates parameters).
-    assert 148_224 / 4 <= plan["params_bytes"] <= 148_224 / 4 + 2 * 192
-    assert plan["ref_params_bytes"] == plan["params_bytes"]
+    # 74,112 parameters (1 layer, D=64, 8 heads of 8, F=128, V=256, untied): all but the 192
+    # norm weights are split 4 ways (fsdp x tensor; `data` replicates parameters). The reference
+    # is bf16 (policy.dtype); the trained masters are float32 (policy.param_dtype).
+    assert 148_224 / 4 <= plan["ref_params_bytes"] <= 148_224 / 4 + 2 * 192
+    assert plan["params_bytes"] == 2 * plan["ref_params_bytes"] and plan["param_dtype"] == "float32"
     assert plan["opt_state_bytes"] >= 2 * plan["params_bytes"]  # two f32-or-bf16 moments per param
     assert plan["kv_cache_bytes"] == 2 * 1 * (8 // 4) * (8 // 2) * 8 * 15 * 2  # k+v, rows/4, heads/2
     for key in ("train_temp_bytes", "prm_temp_bytes", "sample_temp_bytes", "bytes_per_device"):

@@ -7,23 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from purejax import config as config_lib
 from purejax import tasks
 from purejax import trainer as trainer_lib
 from purejax.metrics_log import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs", "smoke.py")
-
-
-@pytest.fixture(scope="module")
-def smoke_config():
-    return config_lib.load(SMOKE)
-
-
-@pytest.fixture(scope="module")
-def task(smoke_config):
-    return tasks.build_task(smoke_config)
 
 
 def _run(config, task, workdir, stop_after=None):
@@ -34,12 +23,6 @@ def _run(config, task, workdir, stop_after=None):
 
 def _without_timings(records):
     return [{k: v for k, v in r.items() if "/time/" not in k} for r in records]
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(smoke_config, task, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("uninterrupted")
-    return workdir, _run(smoke_config, task, workdir)
 
 
 def test_outputs(uninterrupted):
