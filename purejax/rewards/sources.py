@@ -30,7 +30,8 @@ from purejax.rewards.verifier import DEFAULT_TIMEOUT_S, verify_batch
 
 
 class TokenBatch(NamedTuple):
-    """Token arrays of B responses for jittable sources (prompts left-, responses right-padded)."""
+    """Token arrays of B responses for model sources and host step sources (prompts left-, responses
+    right-padded)."""
 
     prompt_ids: Any  # int[B, P]
     prompt_mask: Any  # bool[B, P]
