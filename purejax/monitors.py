@@ -135,3 +135,14 @@ class HackingMonitor:
     def state(self) -> list:
         """The history, for checkpoints: a resumed run raises the same alarms."""
         return list(self.history)
+
+
+def skipped_streaks(streaks: Sequence[int], records: Sequence[dict], limit: int) -> tuple[list[int], int | None]:
+    """(new streaks, index of the first seed whose streak reached `limit`, or None).
+
+    A seed's streak counts the consecutive RL steps whose every update was skipped as
+    non-finite (`train/skipped` == 1): the weights did not move. `limit` 0 never stops.
+    """
+    new = [n + 1 if r.get("train/skipped") == 1.0 else 0 for n, r in zip(streaks, records)]
+    stuck = next((s for s, n in enumerate(new) if limit and n >= limit), None)
+    return new, stuck

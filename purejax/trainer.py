@@ -231,20 +231,18 @@ class Trainer:
         self.checkpoints.save(step, self.state, meta)
 
     def _check_skips(self, step: int, records: list[dict]) -> None:
-        """Ends the run when the weights stopped moving: monitor.max_skipped_steps RL steps in a
-        row whose every update was non-finite (the state is unchanged by them, and checkpointed)."""
+        """Ends the run, with the state checkpointed, once the weights stopped moving."""
         limit = int(self.config.monitor.max_skipped_steps)
-        for s, record in enumerate(records):
-            whole = record.get("train/skipped") == 1.0
-            self.skipped_streak[s] = self.skipped_streak[s] + 1 if whole else 0
-            if limit and self.skipped_streak[s] >= limit:
-                self._checkpoint(step)
-                raise Diverged(
-                    f"seed {self.seeds[s]}: every update of the last {limit} RL steps (through step {step}) "
-                    f"was skipped as non-finite (loss {record.get('train/loss')}, grad norm "
-                    f"{record.get('train/grad_norm')}). Lower optim.lr, check the reward weights, or raise "
-                    "monitor.max_skipped_steps; the last good state is checkpointed."
-                )
+        self.skipped_streak, stuck = monitors.skipped_streaks(self.skipped_streak, records, limit)
+        if stuck is not None:
+            self._checkpoint(step)
+            record = records[stuck]
+            raise Diverged(
+                f"seed {self.seeds[stuck]}: every update of the last {limit} RL steps (through step {step}) "
+                f"was skipped as non-finite (loss {record.get('train/loss')}, grad norm "
+                f"{record.get('train/grad_norm')}). Lower optim.lr, check the reward weights, or raise "
+                "monitor.max_skipped_steps; the last good state is checkpointed."
+            )
 
     def export(self) -> list[str]:
         """Each seed's policy as an HF checkpoint (run_dir/policy) that `experiments.evaluate` and

@@ -144,3 +144,13 @@ def test_checkpointer_refuses_a_mismatched_state(tmp_path):
         ckpt.restore({"params": {"w": jnp.zeros((3, 2))}})
     state, _ = ckpt.restore(_state(0.0))  # the matching state still restores
     np.testing.assert_array_equal(state["params"]["w"], np.full((3, 2), 1.0))
+
+
+def test_skipped_streaks_count_whole_skipped_steps_per_seed():
+    from purejax.monitors import skipped_streaks
+
+    streaks, stuck = skipped_streaks([0, 2], [{"train/skipped": 1.0}, {"train/skipped": 1.0}], limit=3)
+    assert streaks == [1, 3] and stuck == 1
+    streaks, stuck = skipped_streaks(streaks, [{"train/skipped": 0.75}, {"train/skipped": 0.0}], limit=3)
+    assert streaks == [0, 0] and stuck is None
+    assert skipped_streaks([9], [{"train/skipped": 1.0}], limit=0) == ([10], None)  # 0: never stop
