@@ -35,3 +35,21 @@ def run_module(module: str, *args: str, devices: int = 8, fast: bool = False, ti
         timeout=timeout,
         check=False,
     )
+
+
+# experiments.plan on the 7B PRM+VR config shrunk to tiny architectures and shapes, on a
+# (2, 2, 2) mesh: every program compiles in seconds.
+TINY_PLAN = (
+    "--config=configs/qwen25_math_7b_prm_vr.py",
+    "--mesh=data=2,fsdp=2,tensor=2",
+    "--config.policy.arch=tiny",
+    "--config.prm.arch=tiny",
+    "--config.rollout.prompts_per_step=2",
+    "--config.rollout.samples_per_prompt=4",
+    "--config.rollout.max_prompt_len=8",
+    "--config.rollout.max_new_tokens=8",
+    "--config.ppo.micro_batches=2",
+    "--config.ppo.logit_chunk=4",
+    "--config.rollout.sample_batch=8",
+    "--config.prm.batch_size=4",
+)

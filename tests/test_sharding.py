@@ -172,33 +172,7 @@ def test_multihost_mesh_initializes_only_when_configured_or_launched_multi_proce
 
 def test_plan_on_a_tiny_mesh_prints_the_json_plan():
     """experiments.plan on 8 simulated devices: compiles the three programs from shapes only."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.plan",
-            "--config",
-            "configs/qwen25_math_7b_prm_vr.py",
-            "--mesh",
-            "data=2,fsdp=2,tensor=2",
-            "--config.policy.arch=tiny",
-            "--config.prm.arch=tiny",
-            "--config.rollout.prompts_per_step=2",
-            "--config.rollout.samples_per_prompt=4",
-            "--config.rollout.max_prompt_len=8",
-            "--config.rollout.max_new_tokens=8",
-            "--config.ppo.micro_batches=2",
-            "--config.ppo.logit_chunk=4",
-            "--config.rollout.sample_batch=8",
-            "--config.prm.batch_size=4",
-        ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    proc = simulated.run_module("experiments.plan", *simulated.TINY_PLAN, fast=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads(proc.stdout.strip().splitlines()[-1])
     assert plan["mesh"] == {"data": 2, "fsdp": 2, "tensor": 2}

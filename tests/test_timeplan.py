@@ -127,24 +127,8 @@ def test_step_seconds_adds_the_phases_by_their_calls():
     assert r["step_s"] == 255.0
 
 
-TINY = (
-    "--config=configs/qwen25_math_7b_prm_vr.py",
-    "--mesh=data=2,fsdp=2,tensor=2",
-    "--config.policy.arch=tiny",
-    "--config.prm.arch=tiny",
-    "--config.rollout.prompts_per_step=2",
-    "--config.rollout.samples_per_prompt=4",
-    "--config.rollout.max_prompt_len=8",
-    "--config.rollout.max_new_tokens=8",
-    "--config.ppo.micro_batches=2",
-    "--config.ppo.logit_chunk=4",
-    "--config.rollout.sample_batch=8",
-    "--config.prm.batch_size=4",
-)
-
-
 def _plan(*args):
-    proc = simulated.run_module("experiments.plan", *TINY, *args, fast=True)
+    proc = simulated.run_module("experiments.plan", *simulated.TINY_PLAN, *args, fast=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
