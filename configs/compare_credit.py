@@ -10,7 +10,9 @@ paper's; the main job's 16 would double the sweep's time) and sampling
 temperature 0.7 (configs/arith_common.py; the README's sweep results were
 measured at 0.7, and the main job's 0.3 has not been swept). Each arm of `purejax.compare.ARMS`
 edits only the credit mode, the soft-min temperature, the baseline and the
-reward sources, so the arms differ in credit assignment alone.
+reward sources, so the arms differ in credit assignment alone; the paper's own
+recipe is the arm PURE-PRM+VR (soft-min T = 0.1, VR on 10% of prompts with its
+own RLOO baseline), not the main job's hard min.
 """
 
 from configs import arith_pure, common

@@ -2,9 +2,10 @@
 
     python -m experiments.compare_credit --workdir runs/compare_credit [--seeds 3] [--arms sum min ...]
 
-Trains each arm of purejax.compare.ARMS (sum; soft_min T = 0.01, 0.1, 1; min;
-worst_step; min + 10% VR; VR only; min with the step_mean baseline) with all
-its seeds in one vmapped run, then writes WORKDIR/curves.png (accuracy, response
+Trains the paper's arms (purejax.compare.DEFAULT_ARMS: PURE-PRM, PURE-PRM+VR and PURE-VR
+with soft-min credit at T = 0.1; sum; soft-min with the step_mean baseline; and as extras
+hard min, worst_step and min + 10% VR; `--arms soft_min_t0.01 soft_min_t1` adds the
+soft-min temperature ablation) with all its seeds in one vmapped run, then writes WORKDIR/curves.png (accuracy, response
 length, steps per answer, process reward against training step),
 WORKDIR/results.md (a table and the paper's findings, each checked from the
 numbers) and WORKDIR/results.json. Re-running resumes an interrupted sweep;

@@ -69,18 +69,24 @@ def _vr_only(c):
     c.rewards = config_lib.ml_collections.ConfigDict({"vr": _vr(1.0)})
 
 
-# The arms of the paper's comparison (PURE_SPEC §3, §8). PRM-only unless named.
+# The arms of the paper's comparison (PURE_SPEC §3, §8), named as the paper names its runs:
+# PURE's credit is soft-min at T = 0.1, PURE-PRM uses the PRM alone, PURE-PRM+VR adds the
+# verifiable reward on 10% of the prompts, PURE-VR uses the verifiable reward alone.
 ARMS = (
+    _arm("PURE-PRM (soft_min T=0.1)", "pure_prm", "soft_min", 0.1),
+    _arm("PURE-PRM+VR (soft_min T=0.1, 10% VR)", "pure_prm_vr", "soft_min", 0.1, rewards=_prm_and_vr),
+    _arm("PURE-VR (VR only)", "pure_vr", "soft_min", 0.1, rewards=_vr_only),
     _arm("sum", "sum", "sum"),
-    _arm("soft_min T=0.01", "soft_min_t0.01", "soft_min", 0.01),
-    _arm("soft_min T=0.1", "soft_min_t0.1", "soft_min", 0.1),
-    _arm("soft_min T=1", "soft_min_t1", "soft_min", 1.0),
+    _arm("soft_min T=0.1, step_mean baseline", "step_mean", "soft_min", 0.1, baseline="step_mean"),
+    # Extras: the hard forms of min-form credit, and the main job's recipe.
     _arm("min", "min", "min"),
     _arm("worst_step", "worst_step", "worst_step"),
     _arm("min + 10% VR", "min_vr10", "min", rewards=_prm_and_vr),
-    _arm("VR only", "vr_only", "min", rewards=_vr_only),
-    _arm("min, step_mean baseline", "min_step_mean", "min", baseline="step_mean"),
+    # The soft-min temperature ablation (PURE_SPEC §7); not in the default sweep.
+    _arm("soft_min T=0.01", "soft_min_t0.01", "soft_min", 0.01),
+    _arm("soft_min T=1", "soft_min_t1", "soft_min", 1.0),
 )
+DEFAULT_ARMS = tuple(arm.slug for arm in ARMS[:8])
 ARMS_BY_SLUG = {arm.slug: arm for arm in ARMS}
 
 # (metrics key, plot title): what the issue asks to see per arm.
@@ -95,8 +101,9 @@ CURVES = (
 
 
 def select_arms(slugs: Sequence[str] | None) -> list[Arm]:
+    """The named arms (DEFAULT_ARMS when none are named)."""
     if not slugs:
-        return list(ARMS)
+        slugs = DEFAULT_ARMS
     unknown = [s for s in slugs if s not in ARMS_BY_SLUG]
     if unknown:
         raise ValueError(f"--arms: unknown arm(s) {unknown}; choose from {list(ARMS_BY_SLUG)}.")
@@ -118,7 +125,9 @@ def seed_dirs(workdir: str, arm: Arm, num_seeds: int, first_seed: int) -> list[s
     return metrics_log.seed_dirs(os.path.join(workdir, arm.slug), range(first_seed, first_seed + num_seeds))
 
 
-def run_sweep(base, arms: Sequence[Arm], num_seeds: int, workdir: str, build_task, show_progress=True) -> dict:
+def run_sweep(
+    base, arms: Sequence[Arm], num_seeds: int, workdir: str, build_task, show_progress=True
+) -> dict:
     """Trains every arm (resuming unfinished ones); returns {arm slug: wall seconds of this call}.
 
     `build_task(config)` gives the task the arms share (`purejax.tasks.build_task`).
@@ -309,8 +318,17 @@ def table(results: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-# The arms with min-form credit (min, soft_min, worst_step) and the PRM as the only reward.
-PRM_ONLY_MIN_FORM = ("soft_min_t0.01", "soft_min_t0.1", "soft_min_t1", "min", "worst_step")
+# The arms with min-form credit (soft_min, min, worst_step) and the PRM as the only reward.
+PRM_ONLY_MIN_FORM = ("pure_prm", "soft_min_t0.01", "soft_min_t1", "min", "worst_step")
+DRIFT_POINTS = 5.0  # a seed has drifted when it ends this far below its best accuracy, or alarmed
+
+
+def drifted_seeds(result: dict) -> int:
+    """Seeds of an arm that ended >= DRIFT_POINTS below their best accuracy, or raised an alarm."""
+    return sum(
+        100 * (s["accuracy_best"] - s["accuracy_final"]) >= DRIFT_POINTS or s["first_alarm"] is not None
+        for s in result["per_seed"]
+    )
 
 
 def findings(results: dict[str, dict]) -> list[dict]:
@@ -323,6 +341,9 @@ def findings(results: dict[str, dict]) -> list[dict]:
     def acc(slug, key="accuracy_final"):
         return 100 * results[slug][key] if slug in results else math.nan
 
+    def noise(slug):
+        return 100 * results[slug]["accuracy_noise"]
+
     if "sum" in results:
         r = results["sum"]
         drop = acc("sum", "accuracy_start") - acc("sum")
@@ -333,19 +354,21 @@ def findings(results: dict[str, dict]) -> list[dict]:
             f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}; "
             f"alarms in {r['alarmed_seeds']}/{r['seeds']} seeds",
         )
-    if "min" in results:
+    if "pure_prm" in results and "min" in results:
+        # The paper: min-form PRM credit first improves, as fast as VR; PURE-PRM drifts later (4.).
         r = results["min"]
-        gain = acc("min") - acc("min", "accuracy_start")
-        noise = 100 * r["accuracy_noise"]
+        gain_soft = acc("pure_prm", "accuracy_best") - acc("pure_prm", "accuracy_start")
+        gain_min = acc("min") - acc("min", "accuracy_start")
+        bar = 2 * max(noise("min"), 1.0)
         add(
             "2. min-form improves over the warm start",
-            gain > 2 * max(noise, 1.0) and r["alarmed_seeds"] == 0,
-            f"accuracy {acc('min', 'accuracy_start'):.1f} -> final {acc('min'):.1f} (best "
-            f"{acc('min', 'accuracy_best'):.1f}); +{gain:.1f} vs 2 standard errors of the evaluation "
-            f"set {2 * noise:.1f}; alarms in {r['alarmed_seeds']}/{r['seeds']} seeds",
+            gain_soft > bar and gain_min > bar and r["alarmed_seeds"] == 0,
+            f"PURE-PRM best {acc('pure_prm', 'accuracy_best'):.1f} (+{gain_soft:.1f}); hard min "
+            f"{acc('min', 'accuracy_start'):.1f} -> final {acc('min'):.1f} (+{gain_min:.1f}), alarms in "
+            f"{r['alarmed_seeds']}/{r['seeds']} seeds; 2 standard errors of the evaluation set {bar:.1f}",
         )
-    if "min_step_mean" in results:
-        r = results["min_step_mean"]
+    if "step_mean" in results:
+        r = results["step_mean"]
         # step_mean subtracts the others' mean R / steps (R: summed transformed step rewards)
         # at every step end: a step costs that much when it is positive, and earns it when it
         # is negative (many wrong steps).
@@ -362,30 +385,28 @@ def findings(results: dict[str, dict]) -> list[dict]:
             f"1-step answers {100 * r['frac_1_step']:.0f}% at the end; steps/answer "
             f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}{why}",
         )
-    prm_only = [slug for slug in PRM_ONLY_MIN_FORM if slug in results]
-    if prm_only:
-        # The paper's PRM-only runs use soft_min; any min-form credit without VR may drift.
-        drifted, evidence = [], []
-        for slug in prm_only:
-            r = results[slug]
-            drift = acc(slug, "accuracy_best") - acc(slug)
-            if drift >= 5 or r["alarmed_seeds"] > 0:
-                drifted.append(slug)
-            evidence.append(
-                f"{r['arm']}: {drift:.1f} below its best, alarms in {r['alarmed_seeds']}/{r['seeds']}"
-            )
-        add(
-            "4. PRM-only min-form credit eventually drifts",
-            bool(drifted),
-            f"drifted: {', '.join(results[s]['arm'] for s in drifted) or 'none'} ({'; '.join(evidence)})",
+    if "pure_prm" in results:
+        r = results["pure_prm"]
+        others = [slug for slug in PRM_ONLY_MIN_FORM[1:] if slug in results]
+        evidence = "; ".join(
+            f"{results[s]['arm']}: {drifted_seeds(results[s])}/{results[s]['seeds']}" for s in others
         )
-    if "min_vr10" in results and "min" in results:
-        r = results["min_vr10"]
         add(
-            "5. PRM + 10% VR stays anchored",
-            r["alarmed_seeds"] == 0 and acc("min_vr10") >= acc("min"),
-            f"final accuracy {acc('min_vr10'):.1f} (PRM-only min {acc('min'):.1f}); alarms in "
-            f"{r['alarmed_seeds']}/{r['seeds']} seeds",
+            "4. PURE-PRM eventually drifts (in most seeds)",
+            2 * drifted_seeds(r) > r["seeds"],
+            f"PURE-PRM drifted in {drifted_seeds(r)}/{r['seeds']} seeds (>= {DRIFT_POINTS:.0f} points "
+            f"below its best at the end, or an alarm): best {acc('pure_prm', 'accuracy_best'):.1f}, final "
+            f"{acc('pure_prm'):.1f}, 1-step answers {100 * r['frac_1_step']:.0f}%"
+            + (f"; other PRM-only min-form arms: {evidence}" if evidence else ""),
+        )
+    if "pure_prm_vr" in results and "pure_prm" in results:
+        r = results["pure_prm_vr"]
+        add(
+            "5. PURE-PRM+VR stays anchored where PURE-PRM drifts",
+            drifted_seeds(r) == 0 and acc("pure_prm_vr") >= acc("pure_prm"),
+            f"PURE-PRM+VR drifted in {drifted_seeds(r)}/{r['seeds']} seeds, final "
+            f"{acc('pure_prm_vr'):.1f} (best {acc('pure_prm_vr', 'accuracy_best'):.1f}); PURE-PRM final "
+            f"{acc('pure_prm'):.1f}, drifted in {drifted_seeds(results['pure_prm'])}/{results['pure_prm']['seeds']}",
         )
     return out
 

@@ -134,7 +134,9 @@ def _tiny_config(cache_dir):
             "train.steps=4",
             "train.batch_size=8",
             "train.warmup_steps=1",
+            "train.check_from=0",
             "eval.problems=8",
+            "eval.dev_problems=8",
             "eval.batch_size=8",
             "eval.max_new_tokens=8",
         ],
@@ -199,12 +201,50 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
     assert not again.trained and again.metrics == {"accuracy": 0.5}
 
 
+def test_training_stops_at_the_first_check_reaching_stop_accuracy(tmp_path, monkeypatch):
+    config = _tiny_config(tmp_path)
+    config.unlock()
+    config.train.update(steps=10, check_every=2, check_from=1, stop_accuracy=0.4)
+    config.lock()
+    seen = iter([0.1, 0.5, 0.9])  # the dev accuracy at steps 2, 4, 6
+    monkeypatch.setattr(warmstart, "accuracy", lambda model, tokenizer, problems, *args: next(seen))
+    metrics = warmstart.warm_start(config, progress=False).metrics
+    assert metrics["steps"] == 4 and metrics["dev_accuracy"] == 0.5
+    assert [tuple(c) for c in metrics["dev_checks"]] == [(2, 0.1), (4, 0.5)]
+
+
+def test_dev_problems_are_unseen_by_training_and_by_the_heldout_set():
+    config = warmstart.load_sft_config(CONFIG_PATH)
+    spec = warmstart.spec_from_config(config)
+    dev = {p.question for p in warmstart.dev_problems(config)}
+    train = {p.question for p in arith.make_problems("train", config.data.problems, config.seed, spec)}
+    assert len(dev) == config.eval.dev_problems and not dev & train
+    assert all(arith.split_of(p, spec) == "train" for p in warmstart.dev_problems(config))
+
+
+def test_stop_settings_are_checked():
+    with pytest.raises(ValueError, match="config.train.stop_accuracy"):
+        warmstart.load_sft_config(CONFIG_PATH, ["train.stop_accuracy=1.5"])
+    with pytest.raises(ValueError, match="config.train.check_from"):
+        warmstart.load_sft_config(CONFIG_PATH, ["train.check_from=5000"])
+    with pytest.raises(ValueError, match="config.eval.dev_problems"):
+        warmstart.load_sft_config(CONFIG_PATH, ["eval.dev_problems=0"])
+
+
+def test_builtin_policy_path_names_the_sft_seed():
+    from purejax.tasks.builtin import warm_start_seed
+
+    assert warm_start_seed("builtin:arith") == 0 and warm_start_seed("builtin:arith@2") == 2
+    with pytest.raises(ValueError, match="policy.path.*non-negative integer"):
+        warm_start_seed("builtin:arith@x")
+
+
 def test_config_hash_covers_everything_but_the_cache_dir(tmp_path):
     a = _tiny_config(tmp_path / "a")
     b = _tiny_config(tmp_path / "b")
     assert warmstart.config_hash(a) == warmstart.config_hash(b)
-    c = warmstart.load_sft_config(CONFIG_PATH, ["train.steps=50"])
-    d = warmstart.load_sft_config(CONFIG_PATH, ["train.steps=60"])
+    c = warmstart.load_sft_config(CONFIG_PATH, ["train.steps=600"])
+    d = warmstart.load_sft_config(CONFIG_PATH, ["train.steps=700"])
     assert warmstart.config_hash(c) != warmstart.config_hash(d)
 
 

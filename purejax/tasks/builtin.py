@@ -1,6 +1,8 @@
 """`builtin:` paths: the arithmetic miniature as a training task, with no downloads.
 
     config.policy.path = "builtin:arith"       the cached SFT warm start (configs/arith_sft.py)
+    config.policy.path = "builtin:arith@2"     the same SFT with seed 2 (how the README measures
+                                               the spread over warm starts)
     config.policy.path = "builtin:arith_random"  the same model class, random weights (smoke tests)
     config.prm.path    = "builtin:arith_learned"  the learned PRM (configs/arith_prm.py, cached)
     config.prm.path    = "/a/dir"              a PRM trained by experiments/train_prm.py
@@ -32,6 +34,19 @@ from purejax.tasks.warmstart import SFT_CONFIG, load_sft_config, model_config, w
 PREFIX = "builtin:"
 TRAIN_PROBLEMS = 4096
 LEARNED_PRM = "builtin:arith_learned"
+
+
+def warm_start_seed(path: str) -> int:
+    """The SFT seed a `builtin:arith[@N]` policy path names (0 without `@N`)."""
+    _, _, seed = path.partition("@")
+    if not seed:
+        return 0
+    if not seed.isdigit():
+        raise ValueError(
+            f"config.policy.path={path!r}: after '@' comes the warm start's SFT seed, a non-negative "
+            "integer (e.g. 'builtin:arith@2')."
+        )
+    return int(seed)
 
 
 def arith_warm_start_path(show_progress: bool = True) -> str:
@@ -80,17 +95,19 @@ def build_task(config, show_progress: bool = True) -> Task:
 
     from purejax.models import init_model, load_pretrained
 
-    policies = ("builtin:arith", "builtin:arith_random")
+    policies = ("builtin:arith", "builtin:arith@N", "builtin:arith_random")
+    policy_path = config.policy.path.partition("@")[0] + ("@N" if "@" in config.policy.path else "")
     for field, value, allowed in (
-        ("policy.path", config.policy.path, policies),
+        ("policy.path", policy_path, policies),
         ("data.train_path", config.data.train_path, ("builtin:arith",)),
     ):
         if value not in allowed:
             raise ValueError(f"config.{field}={value!r}: a builtin run needs one of {allowed}.")
-    sft_config = load_sft_config(SFT_CONFIG)
+    sft_seed = warm_start_seed(config.policy.path) if policy_path != "builtin:arith_random" else 0
+    sft_config = load_sft_config(SFT_CONFIG, [f"seed={sft_seed}"] if sft_seed else ())
     spec = arith.ArithSpec(**dict(sft_config.task))
     dtype = jnp.dtype(config.policy.dtype)
-    if config.policy.path == "builtin:arith":
+    if policy_path != "builtin:arith_random":
         start = warm_start(sft_config, progress=show_progress)
         policy = load_pretrained(start.path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(start.path)

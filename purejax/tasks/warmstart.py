@@ -40,7 +40,7 @@ from purejax.cache import cache_root
 from purejax.tasks import arith, arith_sft_config
 from purejax.tasks.tokenizer import build_tokenizer
 
-WARMSTART_VERSION = 1
+WARMSTART_VERSION = 2  # 2: stops at train.stop_accuracy on the dev problems
 SFT_CONFIG = arith_sft_config.__file__  # the miniature's SFT config: a package file, so any install has it
 MARKER = "warmstart.json"
 
@@ -93,6 +93,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     )
     t = config.train
     need(t.steps >= 1, "train.steps", f"must be >= 1, got {t.steps}")
+    need(
+        0.0 <= t.stop_accuracy <= 1.0,
+        "train.stop_accuracy",
+        f"must be in [0, 1] (0: train all train.steps), got {t.stop_accuracy}",
+    )
+    need(t.check_every >= 1, "train.check_every", f"must be >= 1, got {t.check_every}")
+    need(
+        0 <= t.check_from < t.steps,
+        "train.check_from",
+        f"must be in [0, train.steps={t.steps}), got {t.check_from}",
+    )
+    need(config.eval.dev_problems >= 1, "eval.dev_problems", f"must be >= 1, got {config.eval.dev_problems}")
     need(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
     need(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
     need(
@@ -178,6 +190,16 @@ def warm_start(config, *, progress: bool = True, force: bool = False) -> WarmSta
 # ---------------------------------------------------------------- training
 
 
+def dev_problems(config) -> list[arith.Problem]:
+    """`eval.dev_problems` train-split problems the SFT never trains on (the next ones after its
+    `data.problems`), for deciding when to stop: the held-out problems stay unseen by that choice."""
+    n = config.data.problems
+    all_problems = arith.make_problems(
+        "train", n + config.eval.dev_problems, seed=config.seed, spec=spec_from_config(config)
+    )
+    return all_problems[n:]
+
+
 def training_data(config, tokenizer):
     """(SFTBatch of all training examples as numpy arrays, trace kinds)."""
     from purejax import sft
@@ -216,7 +238,8 @@ def train_and_save(config, out_dir: str, *, progress: bool = True) -> dict:
     step = sft.make_sft_step(graphdef, optimizer)
     rng = np.random.default_rng([config.seed, 3])
     n = data.input_ids.shape[0]
-    losses = []
+    dev = dev_problems(config)
+    losses, checks = [], []
     bar = tqdm(range(t.steps), desc="sft", disable=not progress, mininterval=0.5)
     for i in bar:
         rows = rng.integers(0, n, t.batch_size)
@@ -224,6 +247,15 @@ def train_and_save(config, out_dir: str, *, progress: bool = True) -> dict:
         if i % 10 == 0 or i == t.steps - 1:
             losses.append((i, float(metrics["loss"])))
             bar.set_postfix(loss=f"{losses[-1][1]:.3f}", acc=f"{float(metrics['token_accuracy']):.3f}")
+        done = i + 1
+        if t.stop_accuracy and done > t.check_from and done % t.check_every == 0:
+            model = nnx.merge(graphdef, state.params)
+            checks.append(
+                (done, accuracy(model, tokenizer, dev, config.eval.max_new_tokens, config.eval.batch_size))
+            )
+            bar.set_postfix(loss=f"{losses[-1][1]:.3f}", dev_acc=f"{checks[-1][1]:.3f}")
+            if checks[-1][1] >= t.stop_accuracy:
+                break
     bar.close()
     train_seconds = time.perf_counter() - start  # tokenizer, data and SFT
     model = nnx.merge(graphdef, state.params)
@@ -238,6 +270,9 @@ def train_and_save(config, out_dir: str, *, progress: bool = True) -> dict:
         final_loss=losses[-1][1],
         sequence_width=int(data.input_ids.shape[1]),
         train_mix={k: kinds.count(k) / len(kinds) for k in arith.TRACE_KINDS},
+        steps=done,
+        dev_accuracy=checks[-1][1] if checks else None,
+        dev_checks=checks,
     )
     save_pretrained(model, out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -302,6 +337,16 @@ def generate(
             clean_up_tokenization_spaces=False,
         )
     return texts[: len(prompts)]
+
+
+def accuracy(
+    model, tokenizer, problems: Sequence[arith.Problem], max_new_tokens: int, batch_size: int
+) -> float:
+    """Greedy verifier accuracy on `problems` (the SFT's stopping test)."""
+    from purejax.rewards import verify_batch
+
+    texts = generate(model, tokenizer, [p.prompt for p in problems], max_new_tokens, batch_size)
+    return float(np.mean(verify_batch(texts, [p.truth for p in problems], workers=0)))
 
 
 def evaluate(
