@@ -334,15 +334,10 @@ def _prefill(
     b, p = prompt_ids_bp.shape
     n = max_new_tokens
     slots = cache_slots(p, n)
-    # Prefill: all prompt tokens at slots 0..P-1; logits only at each row's last real token
-    # (a [B, P, V] logits array would cost P times the decode step's largest matmul).
     fed_back = jnp.arange(slots - p) < n - 1  # the rounding's extra slots are never written
     kv_mask_bs = jnp.concatenate([prompt_mask_bp, jnp.broadcast_to(fed_back, (b, slots - p))], axis=1)
-    pos_bp = positions_from_mask(prompt_mask_bp)
     cache = _constrain_cache(model.init_cache(b, slots))
-    last_b = p - 1 - jnp.argmax(prompt_mask_bp[:, ::-1], axis=1)
-    h_b1d, cache = model.forward_cached(prompt_ids_bp, pos_bp, cache, 0, kv_mask_bs, last_b=last_b)
-    logits_bv = model.head(h_b1d)[:, 0]
+    logits_bv, cache = _prompt_forward(model, prompt_ids_bp, prompt_mask_bp, cache)
     n_prompt_b = prompt_mask_bp.sum(axis=1).astype(jnp.int32)
     carry = _Carry(
         step=jnp.int32(0),
@@ -354,6 +349,23 @@ def _prefill(
     )
     carry = _record(carry, logits_bv, rng, temperature, top_p, pad_token_id=pad_token_id, **choice)
     return carry, kv_mask_bs, n_prompt_b
+
+
+def _prompt_forward(model, prompt_ids_bp, prompt_mask_bp, cache):
+    """The prompts' forward into the fresh cache `cache` (S >= P slots; the prompt goes to
+    slots 0..P-1). Returns (logits at each row's last real prompt token [B, V], the cache).
+
+    Logits only there: a [B, P, V] logits array would cost P times the decode step's largest
+    matmul. (The mask of the slots after the prompt does not matter: a prefill attends over
+    its own P keys only.)
+    """
+    p = prompt_ids_bp.shape[1]
+    slots = cache[0].k.shape[-1]
+    kv_mask_bs = jnp.pad(prompt_mask_bp, ((0, 0), (0, slots - p)))
+    pos_bp = positions_from_mask(prompt_mask_bp)
+    last_b = p - 1 - jnp.argmax(prompt_mask_bp[:, ::-1], axis=1)
+    h_b1d, cache = model.forward_cached(prompt_ids_bp, pos_bp, cache, 0, kv_mask_bs, last_b=last_b)
+    return model.head(h_b1d)[:, 0], cache
 
 
 def _decode_step(

@@ -15,6 +15,24 @@ import jax.numpy as jnp
 
 def choose(logits_bv, key, temperature, top_p, *, greedy: bool, top_k: int, use_top_p: bool):
     """Picks one token per row; returns (token int32 [B], its log-prob float32 [B])."""
+    u_b2 = None if greedy else uniforms(key, logits_bv.shape[0])
+    return choose_by_uniforms(
+        logits_bv, u_b2, temperature, top_p, greedy=greedy, top_k=top_k, use_top_p=use_top_p
+    )
+
+
+def uniforms(key, rows: int):
+    """The two uniforms in (0, 1] per row that `choose` and `draw` use with `key`: [rows, 2].
+
+    Row b's numbers depend on `rows` (one draw of shape [rows, 2]), so an engine that decodes
+    row b elsewhere precomputes them with the batch's row count to draw what `choose` draws.
+    """
+    # 1 - U[0, 1) lies in (0, 1]: a target of exactly 0 would pick a leading zero-weight entry.
+    return 1.0 - jax.random.uniform(key, (rows, 2), jnp.float32)
+
+
+def choose_by_uniforms(logits_bv, u_b2, temperature, top_p, *, greedy: bool, top_k: int, use_top_p: bool):
+    """`choose` with its random numbers given: u_b2 [B, 2] from `uniforms` (unused if greedy)."""
     if greedy:
         token_b, best_b = argmax_first(logits_bv)
         # log_softmax at the argmax = -log sum exp(logits - max); max is known, so one pass.
@@ -30,7 +48,7 @@ def choose(logits_bv, key, temperature, top_p, *, greedy: bool, top_k: int, use_
     if use_top_p:
         keep_bv = nucleus_sorted(weight_bv, top_p) if top_k > 0 else nucleus(weight_bv, top_p)
         weight_bv = jnp.where(keep_bv, weight_bv, 0.0)
-    choice_b, total_b = draw(weight_bv, key)
+    choice_b, total_b = draw_by_uniforms(weight_bv, u_b2)
     chosen_b = jnp.take_along_axis(logits_bv, choice_b[:, None], axis=-1)[:, 0]
     logp_b = (chosen_b - top_b) / temperature - jnp.log(total_b)
     token_b = choice_b if ids_bc is None else jnp.take_along_axis(ids_bc, choice_b[:, None], -1)[:, 0]
@@ -52,9 +70,12 @@ def draw(weight_bv, key):
     CPU cores, twice the model's forward. Zero weights (top-k / top-p cuts, -inf logits) are
     never drawn.
     """
+    return draw_by_uniforms(weight_bv, uniforms(key, weight_bv.shape[0]))
+
+
+def draw_by_uniforms(weight_bv, u_b2):
+    """`draw` with its random numbers given: u_b2 [B, 2] from `uniforms`."""
     b, v = weight_bv.shape
-    # 1 - U[0, 1) lies in (0, 1]: a target of exactly 0 would pick a leading zero-weight entry.
-    u_b2 = 1.0 - jax.random.uniform(key, (b, 2), jnp.float32)
     if v <= CHUNK:  # top-k candidates: one level
         total_b = jnp.sum(weight_bv, axis=-1)
         return invert_cdf(weight_bv, u_b2[:, 0] * total_b), total_b

@@ -188,18 +188,11 @@ class Attention(nnx.Module):
         (keys and values still come from all T inputs); y then has T = 1.
         Returns (y_btd, updated cache or None).
         """
-        k = jnp.einsum("btd,dkh->btkh", x_btd, self.k_dkh[...])
-        v = jnp.einsum("btd,dkh->btkh", x_btd, self.v_dkh[...])
-        if self.qkv_bias:
-            k, v = k + self.k_bias_kh[...], v + self.v_bias_kh[...]
-        k = apply_rope(k, pos_bt, inv_freq)
+        k, v = self.keys_values(x_btd, pos_bt, inv_freq)
         t = x_btd.shape[1]
         if query_b is not None:
             x_btd, pos_bt, mask_bts = (_take_rows(a, query_b) for a in (x_btd, pos_bt, mask_bts))
-        q = jnp.einsum("btd,dnh->btnh", x_btd, self.q_dnh[...])
-        if self.qkv_bias:
-            q = q + self.q_bias_nh[...]
-        q = apply_rope(q, pos_bt, inv_freq)
+        q = self.queries(x_btd, pos_bt, inv_freq)
         k_bkht, v_bkth = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)
         if cache is not None:
             # One dynamic_update_slice per step: XLA updates the loop-carried cache in place.
@@ -213,13 +206,37 @@ class Attention(nnx.Module):
             else:
                 k_bkht, v_bkth = cache.k, cache.v
         # Without a cache (training, scoring) T can be thousands of tokens: attend in blocks.
-        out_btnh = attend(q, k_bkht, v_bkth, mask_bts) if cache is not None else attend_in_blocks(
-            q, k_bkht, v_bkth, mask_bts
+        out_btnh = (
+            attend(q, k_bkht, v_bkth, mask_bts)
+            if cache is not None
+            else attend_in_blocks(q, k_bkht, v_bkth, mask_bts)
         )
+        return self.project_out(out_btnh), cache
+
+    # The pieces of __call__, for callers that keep keys and values their own way (the paged
+    # KV pool of `purejax.engine`).
+
+    def keys_values(self, x_btd, pos_bt, inv_freq):
+        """Keys (RoPE applied) and values of the inputs: ([B, T, K, H], [B, T, K, H])."""
+        k = jnp.einsum("btd,dkh->btkh", x_btd, self.k_dkh[...])
+        v = jnp.einsum("btd,dkh->btkh", x_btd, self.v_dkh[...])
+        if self.qkv_bias:
+            k, v = k + self.k_bias_kh[...], v + self.v_bias_kh[...]
+        return apply_rope(k, pos_bt, inv_freq), v
+
+    def queries(self, x_btd, pos_bt, inv_freq):
+        """Queries with RoPE applied, [B, T, N, H]."""
+        q = jnp.einsum("btd,dnh->btnh", x_btd, self.q_dnh[...])
+        if self.qkv_bias:
+            q = q + self.q_bias_nh[...]
+        return apply_rope(q, pos_bt, inv_freq)
+
+    def project_out(self, out_btnh):
+        """Attention output [B, T, N, H] -> the residual update [B, T, D]."""
         y = jnp.einsum("btnh,nhd->btd", out_btnh, self.o_nhd[...])
         if self.o_bias:
             y = y + self.o_bias_d[...]
-        return y, cache
+        return y
 
 
 def _take_rows(a_bt, index_b):
@@ -264,9 +281,12 @@ class Block(nnx.Module):
         y, cache = self.attn(self.input_norm(x_btd), pos_bt, inv_freq, mask_bts, cache, slot, query_b)
         if query_b is not None:
             x_btd = _take_rows(x_btd, query_b)
-        x_btd = x_btd + y
-        x_btd = x_btd + self.mlp(self.post_attn_norm(x_btd))
-        return x_btd, cache
+        return self.after_attention(x_btd, y), cache
+
+    def after_attention(self, x_btd, y_btd):
+        """The block's residual stream after attention's update y: + y, then + MLP."""
+        x_btd = x_btd + y_btd
+        return x_btd + self.mlp(self.post_attn_norm(x_btd))
 
 
 class Decoder(nnx.Module):
@@ -371,6 +391,24 @@ class Decoder(nnx.Module):
             x, layer_cache = layer(x, pos_bt, inv_freq, mask_bts, layer_cache, slot, query_b)
             new_cache.append(layer_cache)
         return self.final_norm(x), tuple(new_cache)
+
+    def forward_with_attention(self, input_ids_bt, pos_bt, attention, layer_states):
+        """The forward of T new tokens with attention supplied by the caller, for KV caches
+        laid out other than `LayerCache` (the paged pool of `purejax.engine`).
+
+        attention(attn, h_btd, pos_bt, inv_freq, state) -> (y_btd, new state) is called once
+        per layer with that layer's `Attention` module (use its keys_values / queries /
+        project_out), the normed inputs and that layer's entry of `layer_states`.
+        Returns (final hidden states [B, T, D], the new layer states as a tuple).
+        """
+        x = sharding.constrain(self.embed_vd[...][input_ids_bt], sharding.RESIDUAL_AXES)
+        inv_freq = rope_inv_freq(self.config)
+        new_states = []
+        for layer, state in zip(self.layers, layer_states):
+            y, state = attention(layer.attn, layer.input_norm(x), pos_bt, inv_freq, state)
+            x = layer.after_attention(x, y)
+            new_states.append(state)
+        return self.final_norm(x), tuple(new_states)
 
 
 def _run_layer(layer, x_btd, pos_bt, inv_freq, mask_bts):
