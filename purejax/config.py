@@ -53,6 +53,9 @@ LEVELS = ("step", "sequence")
 REWARD_BASELINES = ("shared", "rloo")
 SCHEDULES = ("constant", "cosine")
 KL_IN = ("reward", "loss")
+# "static": sampling.sample (every row of a call decodes until the longest ends);
+# "continuous": purejax.engine (slots refilled as rows end; one device).
+ROLLOUT_ENGINES = ("static", "continuous")
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -96,6 +99,7 @@ def defaults() -> ml_collections.ConfigDict:
             top_k=0,  # top_k 0: off
             sample_batch=0,  # rows per sampler call; 0: the whole rollout batch at once
             mesh_tensor=0,  # 0: sample in the training layout; T: weights laid out per step, T-way tensor parallel
+            engine="static",  # "continuous": purejax.engine's continuous batching (one device)
         )
     )
     c.rewards = ml_collections.ConfigDict()
@@ -216,6 +220,7 @@ _CHECKS: dict[str, Callable] = {
     "rollout.top_p": value_range(0, 1, low_open=True),
     "rollout.top_k": non_negative,
     "rollout.sample_batch": non_negative,
+    "rollout.engine": choice(*ROLLOUT_ENGINES),
     "prm.batch_size": non_negative,
     "advantage.credit": choice(*CREDIT_MODES),
     "advantage.temperature": positive,

@@ -60,6 +60,10 @@ FIELD_DOCS = {
     "where XLA decides). T >= 1: at the start of each step the policy's weights are laid out once for "
     "generation, replicated over devices / T data groups and tensor-parallel over T devices inside a group "
     "(T must divide the device count; heads and MLP width it does not divide stay whole).",
+    "rollout.engine": "Rollout sampler. 'static': `sampling.sample`, each call decodes all its rows until the "
+    "longest ends. 'continuous': `purejax.engine`, a fixed decode batch over a paged KV cache whose slots "
+    "take the next prompt as rows end (faster with long-tailed lengths; the same tokens for the same key "
+    "up to float rounding). One device only: with a device mesh use 'static'.",
     "rollout.max_prompt_len": "Prompt width in tokens; longer prompts are refused.",
     "rollout.max_new_tokens": "Response width; responses without EOS by then are truncated.",
     "rollout.temperature": "Sampling temperature.",

@@ -13,8 +13,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from purejax import sharding
+from purejax import config_checks, engine, sharding
 from purejax.sampling import SampleOutput, sample_seeds
 from purejax.rewards import verifier
 
@@ -44,33 +45,57 @@ def step_keys(seeds: Sequence[int], step: int) -> jnp.ndarray:
 def sample_rollout(
     graphdef, params, prompt_ids, prompt_mask, keys, rollout, *, eos_ids, pad_id, partitioner=None
 ) -> SampleOutput:
-    """Samples [S, B] rows in chunks of `rollout.sample_batch` rows (0: all at once).
+    """Samples [S, B] rows in chunks of `rollout.sample_batch` rows (0: all at once), with
+    the sampler `rollout.engine` names.
 
     Fixed-size chunks bound the KV cache. Chunk i samples with its own key, so chunking
-    changes the draws (not their law). Returns numpy [S, B, N] fields.
+    changes the draws (not their law). Both engines draw the same tokens for the same key (up
+    to float rounding). Returns numpy [S, B, N] fields.
     """
     rows = prompt_ids.shape[1]
     size = int(rollout.sample_batch) or rows  # the config checks that it divides `rows`
+    options = dict(
+        temperature=float(rollout.temperature),
+        top_k=int(rollout.top_k),
+        top_p=float(rollout.top_p),
+        eos_token_id=eos_ids,
+        pad_token_id=pad_id,
+    )
+    n = int(rollout.max_new_tokens)
     chunks = []
     for start in range(0, rows, size):
         chunk = slice(start, start + size)
         chunk_keys = keys if size == rows else jax.vmap(jax.random.fold_in, (0, None))(keys, start)
-        out = sample_seeds(
-            graphdef,
-            params,
-            prompt_ids[:, chunk],
-            prompt_mask[:, chunk],
-            int(rollout.max_new_tokens),
-            chunk_keys,
-            temperature=float(rollout.temperature),
-            top_k=int(rollout.top_k),
-            top_p=float(rollout.top_p),
-            eos_token_id=eos_ids,
-            pad_token_id=pad_id,
-            partitioner=partitioner,
-        )
+        ids, mask = prompt_ids[:, chunk], prompt_mask[:, chunk]
+        if rollout.engine == "continuous":  # one device (the trainer checks): seed by seed
+            seeds = [
+                engine.sample_continuous(
+                    nnx.merge(graphdef, jax.tree.map(lambda x, s=s: x[s], params)),
+                    ids[s],
+                    mask[s],
+                    n,
+                    chunk_keys[s],
+                    **options,
+                )
+                for s in range(len(chunk_keys))
+            ]
+            out = SampleOutput(*(np.stack(field) for field in zip(*jax.device_get(seeds))))
+        else:
+            out = sample_seeds(graphdef, params, ids, mask, n, chunk_keys, partitioner=partitioner, **options)
         chunks.append(sharding.fetch(out))
     return type(chunks[0])(*(np.concatenate(parts, axis=1) for parts in zip(*chunks)))
+
+
+def check_engine(rollout, partitioner) -> None:
+    """Fails at start-up, naming the field, if `rollout.engine` cannot run on `partitioner`'s
+    devices: the continuous engine runs on one device."""
+    if partitioner is not None and rollout.engine == "continuous":
+        config_checks.fail(
+            "rollout.engine",
+            f"'continuous' samples on one device, but config.mesh spans {partitioner.mesh.devices.size} "
+            "devices; use 'static' on a mesh",
+            allowed=["static"],
+        )
 
 
 def layout_params(params, partitioner):

@@ -81,6 +81,7 @@ class Trainer:
         self.train_ids, self.train_mask = encode_prompts(task.tokenizer, task.train_prompts, template, width)
         self.eval_ids, self.eval_mask = encode_prompts(task.tokenizer, task.eval_prompts, template, width)
         self.partitioner = p = sharding.from_config(config)
+        rollout_lib.check_engine(r, p)
         if p is not None:  # fails at start-up, naming the setting
             rows = int(r.prompts_per_step) * self.k
             calls = [
