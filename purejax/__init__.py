@@ -75,6 +75,7 @@ from purejax.rewards import (
     verify,
     verify_batch,
 )
+from purejax.engine import sample_continuous
 from purejax.sampling import SampleOutput, sample
 
 __version__ = "0.1.0"

@@ -233,3 +233,28 @@ def test_the_engine_is_a_checked_config_field():
     rollout_lib.check_engine(config.rollout, None)
     config.rollout.engine = "static"
     rollout_lib.check_engine(config.rollout, mesh)
+
+
+@pytest.mark.slow
+def test_the_trainer_with_the_continuous_engine_trains_as_with_the_static_one(
+    smoke_config, task, uninterrupted, tmp_path
+):
+    """configs/smoke.py with rollout.engine='continuous': the first two RL steps log what the
+    static sampler's run logs (the same tokens, so the same rewards and updates)."""
+    from purejax import trainer as trainer_lib
+    from purejax.metrics_log import read_metrics
+
+    config = ml_collections.ConfigDict(smoke_config.to_dict())
+    config.rollout.engine = "continuous"
+    trainer_lib.Trainer(config, task, str(tmp_path), show_progress=False).run(stop_after=2)
+    got = read_metrics(str(tmp_path / "metrics.jsonl"))
+    reference = read_metrics(str(uninterrupted[0] / "metrics.jsonl"))[: len(got)]
+    assert [r["step"] for r in got] == [r["step"] for r in reference] and len(got) >= 2
+    for ours, theirs in zip(got, reference):
+        keys = sorted(k for k in theirs if "/time/" not in k)
+        assert sorted(k for k in ours if "/time/" not in k) == keys
+        for k in keys:
+            if isinstance(theirs[k], float):
+                assert ours[k] == pytest.approx(theirs[k], rel=1e-5, abs=1e-6, nan_ok=True), k
+            else:
+                assert ours[k] == theirs[k], k
