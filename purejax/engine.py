@@ -45,6 +45,7 @@ import numpy as np
 from flax import nnx
 
 from purejax import sampling, token_choice
+from purejax.models.decoder import decode_scores
 from purejax.sampling import SampleOutput
 
 
@@ -424,14 +425,15 @@ def paged_attention(q_wnh, k_pool, v_pool, table_wj, visible_ws, columns):
         m_wkg, l_wkg, acc_wkgh = carry
         pages_w = table_wj[:, j]
         k_wkhs, v_wksh = k_pool[pages_w], v_pool[pages_w]
-        scores = jnp.einsum("wkgh,wkhs->wkgs", q_wkgh, k_wkhs).astype(jnp.float32)
+        scores = decode_scores(q_wkgh, k_wkhs).astype(jnp.float32)
         visible = jax.lax.dynamic_slice_in_dim(visible_ws, j * page, page, axis=1)
         scores = jnp.where(visible[:, None, None, :], scores, low)
         m_new = jnp.maximum(m_wkg, jnp.max(scores, axis=-1))
         rescale = jnp.exp(m_wkg - m_new)
         probs = jnp.exp(scores - m_new[..., None])
         l_wkg = l_wkg * rescale + jnp.sum(probs, axis=-1)
-        pv = jnp.einsum("wkgs,wksh->wkgh", probs.astype(v_wksh.dtype), v_wksh).astype(jnp.float32)
+        # Multiply-and-reduce, as `decoder.attend` decodes: faster than a batched matmul at g <= 8.
+        pv = jnp.sum(probs.astype(v_wksh.dtype)[..., None] * v_wksh[:, :, None], axis=-2).astype(jnp.float32)
         return m_new, l_wkg, acc_wkgh * rescale[..., None] + pv
 
     g = n // k

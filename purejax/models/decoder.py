@@ -101,7 +101,7 @@ def attend(q_btnh: jax.Array, k_bkhs: jax.Array, v_bksh: jax.Array, mask_bts: ja
     q_bkrh = q_btnh.reshape(b, t, k, g, h).transpose(0, 2, 1, 3, 4).reshape(b, k, t * g, h)
     q_bkrh = q_bkrh * jnp.asarray(h**-0.5, q_bkrh.dtype)
     if t == 1:
-        scores = jax.lax.platform_dependent(q_bkrh, k_bkhs, cpu=_decode_scores_cpu, default=_decode_scores)
+        scores = decode_scores(q_bkrh, k_bkhs)
     else:
         scores = jnp.einsum("bkrh,bkhs->bkrs", q_bkrh, k_bkhs)
     scores = scores.reshape(b, k, t, g, -1).astype(jnp.float32)
@@ -113,6 +113,12 @@ def attend(q_btnh: jax.Array, k_bkhs: jax.Array, v_bksh: jax.Array, mask_bts: ja
     else:
         out = jnp.einsum("bkrs,bksh->bkrh", probs, v_bksh)
     return out.reshape(b, k, t, g, h).transpose(0, 2, 1, 3, 4).reshape(b, t, n, h)
+
+
+def decode_scores(q_bkrh, k_bkhs):
+    """Scores [B, K, R, S] of R single-position queries per KV head against S keys, in the form
+    fastest on the platform (`_decode_scores_cpu` on CPU)."""
+    return jax.lax.platform_dependent(q_bkrh, k_bkhs, cpu=_decode_scores_cpu, default=_decode_scores)
 
 
 def _decode_scores(q_bkrh, k_bkhs):
