@@ -18,13 +18,15 @@ rows only (its static batch took ~100 s for 128 rows here); its tokens/s is of t
 The engine and the sampler run alternately (best of `--repeats`), with the same key, so their
 tokens should agree; the fraction of identical rows is printed. The last line is one JSON object.
 
-Result on the 2-core development machine, 2026-12-01, shared with two other training jobs
-(load average 4-6), two runs: engine 635 / 769 tokens/s, today's sampler 270 / 336 ->
-2.35x / 2.29x; 76.8% of the engine's decode slots useful against 18.7% of the sampler's
-row-steps; 99.8% of rows identical (one row's near-tie flipped); transformers 51 / 50 tokens/s
-on 128 rows. Per decode step the engine costs ~0.75 ms per slot against ~0.5 ms per row for
-the sampler at batch 512 (the prefill, one row at a time, is 6.7 s of the engine's 32-39 s
-and 8.1 s of the sampler's 74-92 s), so the gain is the useful fraction less that.
+Result on the 2-core development machine, 2026-12-02, shared with two other training jobs
+(load average 5.6-6.6): engine 730 tokens/s, today's sampler 324 -> 2.26x; 76.8% of the
+engine's decode slots useful against 18.7% of the sampler's row-steps; all 512 rows identical;
+transformers 53 tokens/s on 128 rows. Two earlier runs, with the paged attention as batched
+matmuls: 2.35x and 2.29x, 99.8% of rows identical (one near-tie flipped). Per decode step
+the engine costs ~0.75 ms per slot against ~0.5 ms per row for the sampler at batch 512 (the
+sampler itself costs 0.77 ms per row at batch 48), so the gain is the useful fraction less
+that. The prefill, one row at a time, is 6.7 s of the engine's 32-39 s; the sampler's batched
+one is 8.1 s of its 74-92 s.
 """
 
 from __future__ import annotations
