@@ -2,9 +2,11 @@
 
     python -m experiments.train --config configs/arith_pure.py --workdir runs/arith_pure
 
-Min-form credit assignment with the scripted PRM on every prompt and the
-verifiable reward (own RLOO baseline) on 10% of them, the paper's best recipe
-(PURE_SPEC §4, §8.3). Warm-starts a tiny Qwen2-style policy by SFT on first use
+Hard min-form credit assignment (`min`) with the scripted PRM on every prompt and
+the verifiable reward (own RLOO baseline) on 10% of them (PURE_SPEC §3, §4). The
+paper's recipe takes a soft minimum (soft-min T = 0.1); it trains as well in this
+miniature (README, "The comparison"), but the settings below were tuned with the
+hard minimum, so the main job keeps it. Warm-starts a tiny Qwen2-style policy by SFT on first use
 (cached), then runs RL. Expected on 2 CPU cores: see README (held-out greedy
 accuracy before -> after, and the wall time).
 """

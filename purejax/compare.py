@@ -401,9 +401,13 @@ def findings(results: dict[str, dict]) -> list[dict]:
         )
     if "pure_prm_vr" in results and "pure_prm" in results:
         r = results["pure_prm_vr"]
+        # The finding is a contrast: with no PURE-PRM seed drifting there is nothing to anchor
+        # against, and a tie of two stable arms shows nothing.
         add(
             "5. PURE-PRM+VR stays anchored where PURE-PRM drifts",
-            drifted_seeds(r) == 0 and acc("pure_prm_vr") >= acc("pure_prm"),
+            drifted_seeds(r) == 0
+            and drifted_seeds(results["pure_prm"]) > 0
+            and acc("pure_prm_vr") >= acc("pure_prm"),
             f"PURE-PRM+VR drifted in {drifted_seeds(r)}/{r['seeds']} seeds, final "
             f"{acc('pure_prm_vr'):.1f} (best {acc('pure_prm_vr', 'accuracy_best'):.1f}); PURE-PRM final "
             f"{acc('pure_prm'):.1f}, drifted in {drifted_seeds(results['pure_prm'])}/{results['pure_prm']['seeds']}",

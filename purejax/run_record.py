@@ -82,14 +82,26 @@ def diff_fingerprints(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
     return sorted(k for k in set(old) | set(new) if k not in old or k not in new or old[k] != new[k])
 
 
-def check_same_config(stored: Mapping[str, Any] | None, config, workdir: str) -> None:
+def check_same_config(
+    stored: Mapping[str, Any] | None, config, workdir: str, defaults: Mapping[str, Any] | None = None
+) -> None:
     """Raises ConfigMismatchError naming each differing key (checkpoint value -> this run's)
     if the checkpoint's fingerprint `stored` is not this config's. `stored` None (a
-    checkpoint written before fingerprints were stored) passes."""
+    checkpoint written before fingerprints were stored) passes.
+
+    `defaults` (the fingerprint of `config.defaults()`): a key the checkpoint lacks because
+    it was added to purejax later is no difference when this run leaves it at its default,
+    which is what the checkpoint's run did, so adding a setting never strands older runs.
+    """
     if stored is None:
         return
     current = config_fingerprint(config)
-    keys = diff_fingerprints(stored, current)
+    defaults = defaults or {}
+    keys = [
+        k
+        for k in diff_fingerprints(stored, current)
+        if not (k not in stored and k in defaults and current.get(k) == defaults[k])
+    ]
     if keys:
         missing = "<absent>"
         changes = "; ".join(

@@ -25,6 +25,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from purejax import checkpoint as checkpoint_lib
+from purejax import config as config_lib
 from purejax import data as data_lib
 from purejax import metrics_log
 from purejax import monitors
@@ -164,7 +165,9 @@ class Trainer:
         start, restored = 0, self.checkpoints.restore(self.state)
         if restored is not None:
             self.state, meta = restored
-            run_record.check_same_config(meta.get("config_fingerprint"), c, self.workdir)
+            run_record.check_same_config(
+                meta.get("config_fingerprint"), c, self.workdir, run_record.config_fingerprint(config_lib.defaults())
+            )
             start = int(meta["step"])
             for monitor, history in zip(self.monitors, meta["monitor_history"]):
                 monitor.history = list(history)

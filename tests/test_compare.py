@@ -119,6 +119,17 @@ def test_results_findings_table_and_plot(tmp_path):
     assert os.path.getsize(tmp_path / "curves.png") > 10_000
 
 
+def test_finding_5_needs_a_drifting_pure_prm(tmp_path):
+    # Both arms stable and tied: nothing drifts, so VR anchoring is not shown (a tie is no contrast).
+    stable = [((0.44, 0.52, 0.53), (4.4, 4.3), (0.0, 0.0), None)] * 2
+    for slug in ("pure_prm", "pure_prm_vr"):
+        for s, (acc, steps_mean, frac1, alarm) in enumerate(stable):
+            _fake_run(tmp_path / slug / f"seed_{s}", acc, steps_mean, frac1, alarm)
+    payload = compare.write_report(str(tmp_path), compare.select_arms(["pure_prm", "pure_prm_vr"]), 2, 0)
+    shown = {f["finding"][:2]: f["shown"] for f in payload["findings"]}
+    assert shown == {"4.": False, "5.": False}
+
+
 def test_cli_rejects_bad_arguments(tmp_path):
     from experiments import compare_credit
 

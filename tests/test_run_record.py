@@ -38,6 +38,18 @@ def test_resume_with_another_config_is_refused_naming_each_key(tmp_path):
     assert str(tmp_path / "config.json") in message and "new --workdir" in message
 
 
+def test_a_setting_added_later_at_its_default_does_not_block_resume(tmp_path):
+    # A checkpoint written before `rollout.engine` existed: its run behaved as the default.
+    stored = run_record.config_fingerprint(_config())
+    del stored["rollout.engine"]
+    defaults = run_record.config_fingerprint(config_lib.defaults())
+    run_record.check_same_config(stored, _config(), str(tmp_path), defaults)
+    with pytest.raises(run_record.ConfigMismatchError, match='rollout.engine: "<absent>" -> "continuous"'):
+        run_record.check_same_config(stored, _config("rollout.engine=continuous"), str(tmp_path), defaults)
+    with pytest.raises(run_record.ConfigMismatchError, match="rollout.engine"):
+        run_record.check_same_config(stored, _config(), str(tmp_path))  # no defaults given: strict
+
+
 def test_run_record_files_are_written_whole(tmp_path):
     config = _config()
     run_record.write_run_record(str(tmp_path), config)
