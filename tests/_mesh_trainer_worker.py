@@ -1,15 +1,15 @@
 """One Trainer run of configs/smoke.py (two vmapped seeds) for tests/test_mesh_trainer.py, in a
 subprocess, because jax fixes its device count (and its process group) when it starts.
 
-    python -m tests._mesh_trainer_worker WORKDIR --mesh D,F,T [--then D,F,T] [--rollout-tensor T]
+    python -m tests._mesh_trainer_worker WORKDIR --mesh D,F,T [--stop-after N] [--rollout-tensor T]
         [--process I/N --port P]
 
---mesh      the mesh of the run (1,1,1 with one device: the unsharded reference);
---then      train 3 steps on --mesh, then build a new Trainer on this mesh and resume from the
-            checkpoint to the end (restoring onto a different mesh shape);
+--mesh        the mesh of the run (1,1,1 with one device: the unsharded reference); a workdir
+              holding a checkpoint resumes from it, whatever mesh wrote it;
+--stop-after  stop after N steps (as a preempted run stops);
 --rollout-tensor T  sample in the decode layout (config.rollout.mesh_tensor = T; 0: training layout);
---process   this is process I of N (multi-host on one machine: jax.distributed over localhost,
-            each process with its own simulated CPU devices).
+--process     this is process I of N (multi-host on one machine: jax.distributed over localhost,
+              each process with its own simulated CPU devices).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("workdir")
     parser.add_argument("--mesh", type=_mesh, required=True)
-    parser.add_argument("--then", type=_mesh)
+    parser.add_argument("--stop-after", type=int)
     parser.add_argument("--rollout-tensor", type=int, default=0)
     parser.add_argument("--process", default="0/1")
     parser.add_argument("--port", type=int, default=0)
@@ -53,18 +53,10 @@ def main() -> None:
     from purejax import tasks
     from purejax import trainer as trainer_lib
 
-    def run(mesh, stop_after=None):
-        with config.unlocked():
-            config.mesh.update(data=mesh[0], fsdp=mesh[1], tensor=mesh[2])
-        task = tasks.build_task(config)
-        trainer_lib.Trainer(config, task, args.workdir, show_progress=False).run(stop_after=stop_after)
-
-    if args.then is None:
-        run(args.mesh)
-    else:
-        run(args.mesh, stop_after=3)
-        run(args.then)
-
+    with config.unlocked():
+        config.mesh.update(data=args.mesh[0], fsdp=args.mesh[1], tensor=args.mesh[2])
+    task = tasks.build_task(config)
+    trainer_lib.Trainer(config, task, args.workdir, show_progress=False).run(stop_after=args.stop_after)
 
 if __name__ == "__main__":
     main()

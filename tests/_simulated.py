@@ -11,25 +11,25 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# XLA:CPU's cheap pipeline: ~40% less compile time, which is what these tests spend. Use it on
-# both sides of a comparison (it changes float rounding).
+# XLA:CPU's cheap pipeline: ~40% less compile time, which is what the tests spend. The whole
+# suite runs with it (tests/conftest.py), so both sides of a comparison do (it changes rounding).
 FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 
-def env(devices: int, fast: bool = False) -> dict:
-    """The environment of a subprocess with `devices` CPU devices (and the fast pipeline)."""
-    flags = f"--xla_force_host_platform_device_count={devices}" + (f" {FAST_XLA}" if fast else "")
+def env(devices: int) -> dict:
+    """The environment of a subprocess with `devices` CPU devices and the fast pipeline."""
+    flags = f"--xla_force_host_platform_device_count={devices} {FAST_XLA}"
     out = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
     out["PYTHONPATH"] = ROOT + os.pathsep + out.get("PYTHONPATH", "")
     return out
 
 
-def run_module(module: str, *args: str, devices: int = 8, fast: bool = False, timeout: int = 900):
+def run_module(module: str, *args: str, devices: int = 8, timeout: int = 900):
     """`python -m module args...` on `devices` simulated devices; the CompletedProcess."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
-        env=env(devices, fast),
+        env=env(devices),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -4,12 +4,14 @@ configs/smoke.py with two vmapped seeds (every array of the state carries a lead
 runs in subprocesses (tests/_mesh_trainer_worker.py), since jax fixes its devices and process
 group at start-up, all with the same XLA flags:
   reference   one device, no mesh;
-  mesh        8 simulated devices: 3 steps on mesh (data 2, fsdp 2, tensor 2), then a new
-              Trainer resumes from the step-2 checkpoint on mesh (1, 4, 2) and finishes; its
-              sampler runs in the decode layout (rollout.mesh_tensor=2: weights laid out once
-              per step, replicated over 4 groups, tensor-parallel over 2 inside one);
-  multi-host  2 processes x 4 simulated devices joined by jax.distributed over localhost,
-              one (1, 4, 2) mesh across both, sharing one workdir as hosts of a pod share one.
+  mesh        8 simulated devices on mesh (data 2, fsdp 2, tensor 2), stopped after 3 steps as a
+              preempted run stops (its last checkpoint is step 2);
+  multi-host  a copy of that workdir resumed and finished by 2 processes x 4 simulated devices
+              joined by jax.distributed over localhost, on one (1, 4, 2) mesh across both (a
+              checkpoint restored onto another mesh shape and another process group), sharing
+              one workdir as hosts of a pod share one.
+Both sample in the decode layout (rollout.mesh_tensor=2: weights laid out once per step,
+replicated over the data groups, tensor-parallel over 2 inside one).
 
 Every metric of every step and seed (rewards, losses, greedy accuracy; sampled tokens decide
 them all) must match the reference to |a - b| <= 1e-4 |a| + 1e-6 (float32 reductions reorder
@@ -22,6 +24,7 @@ Run just these: python -m pytest -k "shard or mesh" -q
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,15 +38,15 @@ from tests._simulated import ROOT
 
 
 
-def _launch(workdir, mesh, devices, then=None, process=None, port=0, rollout_tensor=0):
+def _launch(workdir, mesh, devices, stop_after=None, process=None, port=0, rollout_tensor=0):
     command = [sys.executable, "-m", "tests._mesh_trainer_worker", str(workdir), "--mesh", mesh]
-    if then:
-        command += ["--then", then]
+    if stop_after:
+        command += ["--stop-after", str(stop_after)]
     if rollout_tensor:
         command += ["--rollout-tensor", str(rollout_tensor)]
     if process:
         command += ["--process", process, "--port", str(port)]
-    env = simulated.env(devices, fast=True)
+    env = simulated.env(devices)
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -72,17 +75,23 @@ def _free_port() -> int:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("mesh_trainer")
     _finish([_launch(root / "reference", "1,1,1", devices=1)])
-    _finish([_launch(root / "mesh", "2,2,2", devices=8, then="1,4,2", rollout_tensor=2)])
+    _finish([_launch(root / "mesh", "2,2,2", devices=8, stop_after=3, rollout_tensor=2)])
+    shutil.copytree(root / "mesh", root / "multihost")
     port = _free_port()
-    _finish([_launch(root / "multihost", "1,4,2", 4, process=f"{i}/2", port=port) for i in range(2)])
+    _finish(
+        [
+            _launch(root / "multihost", "1,4,2", 4, process=f"{i}/2", port=port, rollout_tensor=2)
+            for i in range(2)
+        ]
+    )
     return root
 
 
-def _assert_same_records(got_dir, want_dir):
+def _assert_same_records(got_dir, want_dir, steps=(0, 1, 2, 3, 4)):
     for seed in ("seed_0", "seed_1"):
         got = read_metrics(str(got_dir / seed / "metrics.jsonl"))
-        want = read_metrics(str(want_dir / seed / "metrics.jsonl"))
-        assert [r["step"] for r in got] == [r["step"] for r in want] == [0, 1, 2, 3, 4]
+        want = read_metrics(str(want_dir / seed / "metrics.jsonl"))[: len(steps)]
+        assert [r["step"] for r in got] == [r["step"] for r in want] == list(steps)
         for g, w in zip(got, want):
             assert g.keys() == w.keys()
             for key, value in w.items():
@@ -94,23 +103,26 @@ def _assert_same_records(got_dir, want_dir):
                     assert g[key] == value, (seed, key)
 
 
-def test_trainer_on_a_mesh_equals_single_device_and_resumes_on_another_mesh(runs):
-    _assert_same_records(runs / "mesh", runs / "reference")
+def test_trainer_on_a_mesh_equals_single_device(runs):
+    """The (2, 2, 2) run's records up to where it stopped, and no export before the end."""
+    _assert_same_records(runs / "mesh", runs / "reference", steps=(0, 1, 2, 3))
+    assert sorted(os.listdir(runs / "mesh" / "checkpoints")) == ["2"]
+    assert not (runs / "mesh" / "seed_0" / "policy").exists()
 
 
-def test_multihost_trainer_on_one_mesh_across_processes_equals_single_device(runs):
-    """Each record written once (only process 0 writes), the values those of one device."""
+def test_resumed_on_another_mesh_across_processes_equals_single_device(runs):
+    """Restored onto (1, 4, 2) over 2 processes and finished: every record written once (only
+    process 0 writes, and step 3 of the stopped run is replaced), the values those of one device."""
     _assert_same_records(runs / "multihost", runs / "reference")
     assert sorted(os.listdir(runs / "multihost" / "checkpoints")) == ["2", "4"]
 
 
-def test_mesh_runs_export_the_same_policy(runs):
+def test_the_multihost_run_exports_the_reference_policy(runs):
     from safetensors.numpy import load_file
 
     for seed in ("seed_0", "seed_1"):
         want = load_file(str(runs / "reference" / seed / "policy" / "model.safetensors"))
-        for name in ("mesh", "multihost"):
-            got = load_file(str(runs / name / seed / "policy" / "model.safetensors"))
-            assert got.keys() == want.keys()
-            for key in want:
-                np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5, err_msg=f"{name} {key}")
+        got = load_file(str(runs / "multihost" / seed / "policy" / "model.safetensors"))
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5, err_msg=key)

@@ -34,7 +34,7 @@ from tests._simulated import ROOT
 
 def _env():
     # Both sides of every comparison run in the subprocess with XLA:CPU's fast pipeline.
-    return simulated.env(8, fast=True)
+    return simulated.env(8)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_multihost_mesh_initializes_only_when_configured_or_launched_multi_proce
 
 def test_plan_on_a_tiny_mesh_prints_the_json_plan():
     """experiments.plan on 8 simulated devices: compiles the three programs from shapes only."""
-    proc = simulated.run_module("experiments.plan", *simulated.TINY_PLAN, fast=True)
+    proc = simulated.run_module("experiments.plan", *simulated.TINY_PLAN)
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads(proc.stdout.strip().splitlines()[-1])
     assert plan["mesh"] == {"data": 2, "fsdp": 2, "tensor": 2}

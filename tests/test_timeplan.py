@@ -128,7 +128,7 @@ def test_step_seconds_adds_the_phases_by_their_calls():
 
 
 def _plan(*args):
-    proc = simulated.run_module("experiments.plan", *simulated.TINY_PLAN, *args, fast=True)
+    proc = simulated.run_module("experiments.plan", *simulated.TINY_PLAN, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
