@@ -4,8 +4,9 @@
 
 Trains the paper's arms (purejax.compare.DEFAULT_ARMS: PURE-PRM, PURE-PRM+VR and PURE-VR
 with soft-min credit at T = 0.1; sum; soft-min with the step_mean baseline; and as extras
-hard min, worst_step and min + 10% VR; `--arms soft_min_t0.01 soft_min_t1` adds the
-soft-min temperature ablation) with all its seeds in one vmapped run, then writes WORKDIR/curves.png (accuracy, response
+hard min and worst_step; `--arms min_vr10 soft_min_t0.01 soft_min_t1` adds the main job's
+recipe and the soft-min temperature ablation) with all its seeds in one vmapped run, then
+writes WORKDIR/curves.png (accuracy, response
 length, steps per answer, process reward against training step),
 WORKDIR/results.md (a table and the paper's findings, each checked from the
 numbers) and WORKDIR/results.json. Re-running resumes an interrupted sweep;

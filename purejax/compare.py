@@ -60,9 +60,13 @@ def _arm(name, slug, credit, temperature=None, baseline="token_mean", rewards=_p
     return Arm(name, slug, edit)
 
 
-def _prm_and_vr(c):
+def _prm_and_vr(c, fraction=0.1):
     _prm_only(c)
-    c.rewards.vr = _vr(0.1)
+    c.rewards.vr = _vr(fraction)
+
+
+def _prm_and_vr_everywhere(c):
+    _prm_and_vr(c, fraction=1.0)
 
 
 def _vr_only(c):
@@ -78,15 +82,18 @@ ARMS = (
     _arm("PURE-VR (VR only)", "pure_vr", "soft_min", 0.1, rewards=_vr_only),
     _arm("sum", "sum", "sum"),
     _arm("soft_min T=0.1, step_mean baseline", "step_mean", "soft_min", 0.1, baseline="step_mean"),
-    # Extras: the hard forms of min-form credit, and the main job's recipe.
+    # Extras: the hard forms of min-form credit.
     _arm("min", "min", "min"),
     _arm("worst_step", "worst_step", "worst_step"),
+    # Not in the default sweep (its cost): the main job's recipe and the soft-min temperature
+    # ablation (PURE_SPEC §7).
     _arm("min + 10% VR", "min_vr10", "min", rewards=_prm_and_vr),
-    # The soft-min temperature ablation (PURE_SPEC §7); not in the default sweep.
     _arm("soft_min T=0.01", "soft_min_t0.01", "soft_min", 0.01),
     _arm("soft_min T=1", "soft_min_t1", "soft_min", 1.0),
+    # How much VR it takes to anchor: PURE-PRM+VR with the verifiable reward on every prompt.
+    _arm("PURE-PRM+VR on all prompts", "pure_prm_vr100", "soft_min", 0.1, rewards=_prm_and_vr_everywhere),
 )
-DEFAULT_ARMS = tuple(arm.slug for arm in ARMS[:8])
+DEFAULT_ARMS = tuple(arm.slug for arm in ARMS[:7])
 ARMS_BY_SLUG = {arm.slug: arm for arm in ARMS}
 
 # (metrics key, plot title): what the issue asks to see per arm.
@@ -379,10 +386,14 @@ def findings(results: dict[str, dict]) -> list[dict]:
             if math.isfinite(per_step)
             else ""
         )
+        # The finding is about the baseline: when PURE-PRM (the same credit, the token_mean
+        # baseline) ends in one-step answers as well, the PRM's own hack did it, not step_mean.
+        control = results.get("pure_prm", {}).get("frac_1_step", 0.0)
         add(
             "3. step_mean drives answers to a single step",
-            r["frac_1_step"] >= 0.5,
-            f"1-step answers {100 * r['frac_1_step']:.0f}% at the end; steps/answer "
+            r["frac_1_step"] >= 0.5 and control < 0.5,
+            f"1-step answers {100 * r['frac_1_step']:.0f}% at the end (PURE-PRM, token_mean baseline: "
+            f"{100 * control:.0f}%); steps/answer "
             f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}{why}",
         )
     if "pure_prm" in results:
@@ -409,8 +420,10 @@ def findings(results: dict[str, dict]) -> list[dict]:
             and drifted_seeds(results["pure_prm"]) > 0
             and acc("pure_prm_vr") >= acc("pure_prm"),
             f"PURE-PRM+VR drifted in {drifted_seeds(r)}/{r['seeds']} seeds, final "
-            f"{acc('pure_prm_vr'):.1f} (best {acc('pure_prm_vr', 'accuracy_best'):.1f}); PURE-PRM final "
-            f"{acc('pure_prm'):.1f}, drifted in {drifted_seeds(results['pure_prm'])}/{results['pure_prm']['seeds']}",
+            f"{acc('pure_prm_vr'):.1f} (best {acc('pure_prm_vr', 'accuracy_best'):.1f}, 1-step answers "
+            f"{100 * r['frac_1_step']:.0f}%); PURE-PRM final {acc('pure_prm'):.1f}, drifted in "
+            f"{drifted_seeds(results['pure_prm'])}/{results['pure_prm']['seeds']} (1-step answers "
+            f"{100 * results['pure_prm']['frac_1_step']:.0f}%)",
         )
     return out
 

@@ -1,6 +1,7 @@
 """The arithmetic task, its tokenizer and the scripted PRM, against independent references."""
 
 import ast
+import dataclasses
 import json
 import operator
 import os
@@ -172,6 +173,24 @@ def test_trace_mix_follows_the_fractions():
     shares = {k: kinds.count(k) / len(kinds) for k in arith.TRACE_KINDS}
     assert abs(shares["correct"] - 0.6) < 0.04 and abs(shares["filler"] - 0.15) < 0.03
     assert arith.trace_mix(problems, {"correct": 0.6, "error": 0.25, "filler": 0.15}) == (texts, kinds)
+    # A zero weight for a later kind draws the same traces (the warm starts stay what they were).
+    assert arith.trace_mix(problems, {"correct": 0.6, "error": 0.25, "filler": 0.15, "guess": 0.0}) == (
+        texts,
+        kinds,
+    )
+
+
+def test_guess_traces_answer_without_work_and_the_prm_over_rates_them():
+    problems = arith.make_problems("train", 400, seed=8)
+    texts, kinds = arith.trace_mix(problems, {"correct": 0.9, "guess": 0.1}, seed=3)
+    guesses = [t for t, k in zip(texts, kinds) if k == "guess"]
+    assert 0.07 < len(guesses) / len(texts) < 0.13
+    values = set()
+    for text in guesses:
+        assert arith.split_steps(text) == [text] and text == arith.answer_step(arith.boxed_integer(text))
+        values.add(arith.boxed_integer(text))
+        assert sp.clean_scores([text]).tolist() == pytest.approx([sp.ScriptedPRMScores().unchecked])
+    assert values <= set(range(31)) and len(values) > 10
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -359,3 +378,26 @@ def test_scripted_prm_shown_the_problem_judges_steps_in_context():
     # The documented weaknesses stay: filler over-rated, an answer with no work rated high.
     assert score(["Let me think about this carefully."] + full, problem)[0] == pytest.approx(0.9)
     assert score(["The answer is \\boxed{3}."], problem) == pytest.approx([0.9])
+
+
+def test_the_score_table_is_the_source_parameters(tokenizer):
+    """`reward_source("scripted_prm", wrong=-0.3)` scores wrong steps -0.3; a bad value names its field."""
+    from purejax import config as config_lib
+    from purejax.rewards.sources import SOURCE_TYPES
+
+    smoke = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "smoke.py")
+    config = config_lib.load(smoke, ["rewards.prm.wrong=-0.3", "rewards.prm.noise=0.0"])
+    params = {k: config.rewards.prm[k] for k in SOURCE_TYPES["scripted_prm"].params}
+    assert params == {**dataclasses.asdict(sp.ScriptedPRMScores()), "wrong": -0.3, "noise": 0.0}
+    steps = ["2 + 3 = 5", "5 * 2 = 11", "Let me think.", "The answer is \\boxed{11}."]
+    # By the table: correct, wrong arithmetic, filler, an answer equal to the last value.
+    assert sp.clean_scores(steps, sp.ScriptedPRMScores(**params)).tolist() == pytest.approx([0.8, -0.3, 0.9, 0.8])
+    text = arith.SEPARATOR.join(steps)
+    ids = np.asarray([tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]])
+    prm = sp.ScriptedPRM(tokenizer)
+    got = prm(ids, np.ones_like(ids, bool), scores=sp.ScriptedPRMScores(**params))
+    assert got[0, np.flatnonzero(prm.step_ends(ids, np.ones_like(ids, bool))[0])].tolist() == pytest.approx(
+        [0.8, -0.3, 0.9, 0.8]
+    )
+    with pytest.raises(config_lib.ConfigError, match=r"rewards\.prm\.wrong.*\[-1, 1\]"):
+        config_lib.load(smoke, ["rewards.prm.wrong=-1.5"])

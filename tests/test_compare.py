@@ -30,9 +30,10 @@ def test_every_arm_edits_only_credit_and_rewards(base):
         "min_vr10": ("min", None, "token_mean", {"prm", "vr"}),
         "soft_min_t0.01": ("soft_min", 0.01, "token_mean", {"prm"}),
         "soft_min_t1": ("soft_min", 1.0, "token_mean", {"prm"}),
+        "pure_prm_vr100": ("soft_min", 0.1, "token_mean", {"prm", "vr"}),
     }
     assert [a.slug for a in compare.ARMS] == list(expected)
-    assert [a.slug for a in compare.select_arms(None)] == list(expected)[:8]
+    assert [a.slug for a in compare.select_arms(None)] == list(expected)[:7]
     base_dict = base.to_dict()
     for arm in compare.ARMS:
         c = compare.arm_config(base, arm, num_seeds=3)
@@ -42,7 +43,7 @@ def test_every_arm_edits_only_credit_and_rewards(base):
             assert c.advantage.temperature == temperature
         assert c.num_seeds == 3
         if "vr" in c.rewards:
-            assert c.rewards.vr.fraction == (1.0 if arm.slug == "pure_vr" else 0.1)
+            assert c.rewards.vr.fraction == (1.0 if arm.slug in ("pure_vr", "pure_prm_vr100") else 0.1)
         got = c.to_dict()
         for section in ("policy", "prm", "data", "rollout", "optim", "ppo", "eval"):
             assert got[section] == base_dict[section], (arm.slug, section)
@@ -137,3 +138,15 @@ def test_cli_rejects_bad_arguments(tmp_path):
         compare_credit.main(["--workdir", str(tmp_path), "--arms", "nope", "--report-only"])
     with pytest.raises(SystemExit, match="temprature"):
         compare_credit.main(["--workdir", str(tmp_path), "--config.advantage.temprature=0.1"])
+
+
+def test_finding_3_needs_pure_prm_to_keep_its_steps(tmp_path):
+    # Both arms end in one-step answers: the PRM's own hack did it, not the step_mean baseline.
+    collapsed = [((0.44, 0.1, 0.02), (4.4, 1.0), (0.0, 1.0), None)] * 2
+    for slug in ("pure_prm", "step_mean"):
+        for s, (acc, steps_mean, frac1, alarm) in enumerate(collapsed):
+            _fake_run(tmp_path / slug / f"seed_{s}", acc, steps_mean, frac1, alarm)
+    payload = compare.write_report(str(tmp_path), compare.select_arms(["pure_prm", "step_mean"]), 2, 0)
+    found = {f["finding"][:2]: f for f in payload["findings"]}
+    assert not found["3."]["shown"] and "(PURE-PRM, token_mean baseline: 92%)" in found["3."]["evidence"]
+    assert found["4."]["shown"]

@@ -55,7 +55,10 @@ from purejax.rewards.answers import extract_answer
 SEPARATOR = "\n\n"
 PROMPT_TEMPLATE = "Question: {question}\nAnswer:\n"
 OPS = ("+", "-", "*")
-TRACE_KINDS = ("correct", "error", "filler")
+TRACE_KINDS = ("correct", "error", "filler", "guess")
+# The kinds the task tokenizer is trained on: "guess" came later and writes no new text, so it
+# stays out and the tokenizer (and every warm start without guesses) is what it was.
+TOKENIZER_TRACE_KINDS = ("correct", "error", "filler")
 STEP_LABELS = ("correct", "wrong", "filler", "answer", "empty")
 SPLITS = ("train", "heldout")
 # "Thinking" steps that do no work: the plan-like text a PRM over-rates (PURE_SPEC §8.1).
@@ -242,12 +245,17 @@ def render_trace(problem: Problem, kind: str = "correct", rng: np.random.Generat
     is off by 1-3 (never negative afterwards), later steps compute correctly from
     the wrong value, so the final answer is wrong. 'filler': a correct trace with
     1-2 `FILLER_PHRASES` steps inserted at uniform positions before the answer.
-    `rng` is needed for 'error' and 'filler'.
+    'guess': the answer step alone, with a value drawn uniformly from [0, 30] (the
+    default `ArithSpec.max_value`): an answer without work, as a base model sometimes
+    writes one, and as the scripted PRM over-rates (weakness 2).
+    `rng` is needed for every kind but 'correct'.
     """
     if kind not in TRACE_KINDS:
         raise ValueError(f"render_trace: kind must be one of {TRACE_KINDS}, got {kind!r}.")
     if kind != "correct" and rng is None:
         raise ValueError(f"render_trace: kind {kind!r} is random; pass rng=np.random.default_rng(seed).")
+    if kind == "guess":
+        return answer_step(int(rng.integers(ArithSpec.max_value + 1)))
     error_at, delta = -1, 0
     if kind == "error":
         error_at = int(rng.integers(len(problem.ops)))

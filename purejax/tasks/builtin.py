@@ -3,6 +3,7 @@
     config.policy.path = "builtin:arith"       the cached SFT warm start (configs/arith_sft.py)
     config.policy.path = "builtin:arith@2"     the same SFT with seed 2 (how the README measures
                                                the spread over warm starts)
+    config.policy.path = "builtin:arith_guess"   the SFT with 2% answers without work (and @N)
     config.policy.path = "builtin:arith_random"  the same model class, random weights (smoke tests)
     config.prm.path    = "builtin:arith_learned"  the learned PRM (configs/arith_prm.py, cached)
     config.prm.path    = "/a/dir"              a PRM trained by experiments/train_prm.py
@@ -34,10 +35,19 @@ from purejax.tasks.warmstart import SFT_CONFIG, load_sft_config, model_config, w
 PREFIX = "builtin:"
 TRAIN_PROBLEMS = 4096
 LEARNED_PRM = "builtin:arith_learned"
+# The warm starts a policy path names, as overrides of the SFT config (configs/arith_sft.py).
+WARM_STARTS = {
+    "builtin:arith": (),
+    # 2% of the SFT traces answer without work ("The answer is \\boxed{17}."), as the paper's base
+    # models sometimes do ("Thank you.", an empty answer): the answer the scripted PRM over-rates
+    # (weakness 2) is then in the policy's support, where PRM-only credit can find it, as the
+    # paper's runs found theirs (PURE_SPEC §8.2). configs/compare_credit.py starts from it.
+    "builtin:arith_guess": ("data.mix.guess=0.02",),
+}
 
 
 def warm_start_seed(path: str) -> int:
-    """The SFT seed a `builtin:arith[@N]` policy path names (0 without `@N`)."""
+    """The SFT seed a `builtin:arith[_guess][@N]` policy path names (0 without `@N`)."""
     _, _, seed = path.partition("@")
     if not seed:
         return 0
@@ -47,6 +57,16 @@ def warm_start_seed(path: str) -> int:
             "integer (e.g. 'builtin:arith@2')."
         )
     return int(seed)
+
+
+def sft_config_for(policy_path: str):
+    """The SFT config of the warm start a `builtin:` policy path names (WARM_STARTS, `@N` seed).
+
+    `builtin:arith_random` has no warm start; its tokenizer is the default SFT config's.
+    """
+    name = policy_path.partition("@")[0]
+    seed = warm_start_seed(policy_path) if name in WARM_STARTS else 0
+    return load_sft_config(SFT_CONFIG, WARM_STARTS.get(name, ()) + ((f"seed={seed}",) if seed else ()))
 
 
 def arith_warm_start_path(show_progress: bool = True) -> str:
@@ -95,7 +115,7 @@ def build_task(config, show_progress: bool = True) -> Task:
 
     from purejax.models import init_model, load_pretrained
 
-    policies = ("builtin:arith", "builtin:arith@N", "builtin:arith_random")
+    policies = (*WARM_STARTS, *(f"{p}@N" for p in WARM_STARTS), "builtin:arith_random")
     policy_path = config.policy.path.partition("@")[0] + ("@N" if "@" in config.policy.path else "")
     for field, value, allowed in (
         ("policy.path", policy_path, policies),
@@ -103,8 +123,7 @@ def build_task(config, show_progress: bool = True) -> Task:
     ):
         if value not in allowed:
             raise ValueError(f"config.{field}={value!r}: a builtin run needs one of {allowed}.")
-    sft_seed = warm_start_seed(config.policy.path) if policy_path != "builtin:arith_random" else 0
-    sft_config = load_sft_config(SFT_CONFIG, [f"seed={sft_seed}"] if sft_seed else ())
+    sft_config = sft_config_for(config.policy.path)
     spec = arith.ArithSpec(**dict(sft_config.task))
     dtype = jnp.dtype(config.policy.dtype)
     if policy_path != "builtin:arith_random":

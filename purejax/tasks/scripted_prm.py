@@ -35,7 +35,10 @@ problem. Without the problem the PRM cannot tell a finished solution from one
 that stops after its first correct line, so min-form credit learns to stop
 early: a weakness of a question-blind scorer, not one the paper documents.
 
-The scores are fixed by this table, never tuned to force a result. Like a
+The scores are fixed by this table, never tuned to force a result. The table is also
+the `scripted_prm` reward source's parameters (`reward_source("scripted_prm",
+wrong=-0.4)`, or `--config.rewards.prm.wrong=-0.4` on a command line), so a study of
+how credit assignment depends on the PRM's scale changes a config, not this module. Like a
 learned PRM, the model is a deterministic function of its input: the noise is
 a hash of (seed, the response text through the step), so the same prefix
 always gets the same score and resampling cannot average it away. The PRM
@@ -226,7 +229,7 @@ class ScriptedPRM:
             i += n
         return out
 
-    def __call__(self, response_ids, response_mask, step_end=None, problems=None) -> np.ndarray:
+    def __call__(self, response_ids, response_mask, step_end=None, problems=None, scores=None) -> np.ndarray:
         """float32[B, T]: the k-th step's score on the row's k-th step end, 0 elsewhere.
 
         Args:
@@ -234,7 +237,9 @@ class ScriptedPRM:
           response_mask: bool or 0/1 [B, T].
           step_end: optional bool[B, T] step ends (computed from the ids if None).
           problems: optional B problems the responses answer (see `clean_scores`).
+          scores: the score table of this call (default: the one given at construction).
         """
+        scores = self.scores if scores is None else scores
         ids = np.asarray(response_ids)
         mask = np.asarray(response_mask).astype(bool)
         _check_shapes(ids, mask)
@@ -243,7 +248,7 @@ class ScriptedPRM:
         r_bt = np.zeros(ids.shape, np.float32)
         for b, steps in enumerate(texts):
             problem = None if problems is None else problems[b]
-            r_bt[b, np.flatnonzero(ends[b] & mask[b])] = step_scores(steps, self.scores, self.seed, problem)
+            r_bt[b, np.flatnonzero(ends[b] & mask[b])] = step_scores(steps, scores, self.seed, problem)
         return r_bt
 
 
@@ -271,15 +276,35 @@ class ScriptedStepRewards:
         self.tokenizer = tokenizer
         self.by_prompt = {p.prompt: p for p in problems}
 
-    def step_rewards(self, tokens) -> np.ndarray:
-        """float32[B, T] step rewards of a TokenBatch (numpy arrays)."""
+    def step_rewards(self, tokens, scores: ScriptedPRMScores | None = None) -> np.ndarray:
+        """float32[B, T] step rewards of a TokenBatch (numpy arrays), with `scores` (default table)."""
         ids = np.where(np.asarray(tokens.prompt_mask, bool), np.asarray(tokens.prompt_ids), -1)
         prompts = self.tokenizer.batch_decode([row[row >= 0] for row in ids], skip_special_tokens=True)
         problems = [self.by_prompt.get(p) for p in prompts]
-        return self.prm(tokens.response_ids, tokens.response_mask, tokens.step_end, problems)
+        return self.prm(tokens.response_ids, tokens.response_mask, tokens.step_end, problems, scores)
 
 
-@register_source("scripted_prm", kind="host", level="step", scorer="scripted_prm")
-def _scripted_prm_source(rows: HostRows, scorer: ScriptedStepRewards):
+def _check_scores(entry):
+    """(field, message) when the source's score table is invalid, else None."""
+    values = {f.name: entry[f.name] for f in dataclasses.fields(ScriptedPRMScores)}
+    try:
+        ScriptedPRMScores(**values)
+    except (TypeError, ValueError) as error:
+        field = next((name for name in values if f".{name} " in str(error)), "correct")
+        return field, str(error)
+    return None
+
+
+# The score table is the source's parameters (`reward_source("scripted_prm", wrong=-0.3)`), so a
+# study of how credit assignment depends on the PRM's scale edits a config, not this module.
+@register_source(
+    "scripted_prm",
+    kind="host",
+    level="step",
+    scorer="scripted_prm",
+    params=dataclasses.asdict(ScriptedPRMScores()),
+    check=_check_scores,
+)
+def _scripted_prm_source(rows: HostRows, scorer: ScriptedStepRewards, **scores):
     """The arithmetic miniature's scripted PRM (purejax.tasks.scripted_prm), on the host."""
-    return scorer.step_rewards(rows.tokens)
+    return scorer.step_rewards(rows.tokens, ScriptedPRMScores(**scores))

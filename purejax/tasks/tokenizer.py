@@ -44,7 +44,7 @@ def _corpus(n_problems: int, seed: int, spec: arith.ArithSpec) -> list[str]:
     texts = []
     for p in problems:
         texts.append(p.prompt)
-        texts.extend(arith.render_trace(p, kind, rng) for kind in arith.TRACE_KINDS)
+        texts.extend(arith.render_trace(p, kind, rng) for kind in arith.TOKENIZER_TRACE_KINDS)
     return texts
 
 
