@@ -13,6 +13,10 @@ edits only the credit mode, the soft-min temperature, the baseline and the
 reward sources, so the arms differ in credit assignment alone; the paper's own
 recipe is the arm PURE-PRM+VR (soft-min T = 0.1, VR on 10% of prompts with its
 own RLOO baseline), not the main job's hard min.
+
+`--config.policy.path=builtin:arith_guess` starts every arm from a warm start that sometimes
+answers without work, the answer the scripted PRM over-rates (README, "With the PRM's hack
+in the policy's support").
 """
 
 from configs import arith_pure, common

@@ -388,12 +388,16 @@ def findings(results: dict[str, dict]) -> list[dict]:
         )
         # The finding is about the baseline: when PURE-PRM (the same credit, the token_mean
         # baseline) ends in one-step answers as well, the PRM's own hack did it, not step_mean.
-        control = results.get("pure_prm", {}).get("frac_1_step", 0.0)
+        control = results["pure_prm"]["frac_1_step"] if "pure_prm" in results else None
+        versus = (
+            "no PURE-PRM arm to tell the baseline from the PRM's own hack"
+            if control is None
+            else f"PURE-PRM, token_mean baseline: {100 * control:.0f}%"
+        )
         add(
             "3. step_mean drives answers to a single step",
-            r["frac_1_step"] >= 0.5 and control < 0.5,
-            f"1-step answers {100 * r['frac_1_step']:.0f}% at the end (PURE-PRM, token_mean baseline: "
-            f"{100 * control:.0f}%); steps/answer "
+            r["frac_1_step"] >= 0.5 and control is not None and control < 0.5,
+            f"1-step answers {100 * r['frac_1_step']:.0f}% at the end ({versus}); steps/answer "
             f"{r['steps_per_answer_start']:.2f} -> {r['steps_per_answer']:.2f}{why}",
         )
     if "pure_prm" in results:

@@ -150,3 +150,6 @@ def test_finding_3_needs_pure_prm_to_keep_its_steps(tmp_path):
     found = {f["finding"][:2]: f for f in payload["findings"]}
     assert not found["3."]["shown"] and "(PURE-PRM, token_mean baseline: 92%)" in found["3."]["evidence"]
     assert found["4."]["shown"]
+    # Without a PURE-PRM arm there is nothing to tell the two apart: not shown, and said why.
+    alone = compare.write_report(str(tmp_path), compare.select_arms(["step_mean"]), 2, 0)["findings"]
+    assert not alone[0]["shown"] and "no PURE-PRM arm" in alone[0]["evidence"]
