@@ -1,7 +1,7 @@
 """Rollout throughput at long-tailed response lengths: the continuous-batching engine
 (`purejax.engine`) vs today's sampler (`sampling.sample`) vs transformers `generate`, in one run.
 
-    python bench/rollout.py            # ~9 minutes on 2 CPU cores shared with two other jobs
+    python bench/rollout.py            # ~3 minutes alone on 2 CPU cores, ~9 shared with two other jobs
 
 The bench model of bench/sampler.py (Qwen2, 4 layers, d_model 256, vocab 32000, float32,
 random weights), saved in HF format and loaded by both sides. 512 rows of 128-token prompts,
@@ -26,7 +26,9 @@ matmuls: 2.35x and 2.29x, 99.8% of rows identical (one near-tie flipped). Per de
 the engine costs ~0.75 ms per slot against ~0.5 ms per row for the sampler at batch 512 (the
 sampler itself costs 0.77 ms per row at batch 48), so the gain is the useful fraction less
 that. The prefill, one row at a time, is 6.7 s of the engine's 32-39 s; the sampler's batched
-one is 8.1 s of its 74-92 s.
+one is 8.1 s of its 74-92 s. Alone on another machine of the same kind (2026-12-02, load
+average 2.0): engine 2,297-2,317 tokens/s, sampler 1,160-1,239 -> 1.85x and 2.00x in two runs
+(1.94x and 2.01x with --slots 64): the 2x holds under load and is borderline when idle.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from purejax.config_files import apply_override, import_config_module, parse_ove
 from purejax.credit import CREDIT_MODES
 from purejax.data import BENCHMARKS, DATA_DIR, DEFAULT_PROMPT_TEMPLATE, TRAIN_FILE
 from purejax.losses import KL_ESTIMATORS
+from purejax.paged_kv import IMPLS as PAGED_ATTENTION
 from purejax.pure import BASELINES
 from purejax.reductions import LOSS_AGGREGATIONS
 from purejax.rewards.sources import SOURCE_TYPES
@@ -100,6 +101,12 @@ def defaults() -> ml_collections.ConfigDict:
             sample_batch=0,  # rows per sampler call; 0: the whole rollout batch at once
             mesh_tensor=0,  # 0: sample in the training layout; T: weights laid out per step, T-way tensor parallel
             engine="static",  # "continuous": purejax.engine's continuous batching (one device)
+            # The continuous engine's decode slots, KV page size, pool pages per layer (0: slots
+            # whole rows, never an eviction) and paged attention ("auto": Pallas on GPU / TPU).
+            slots=64,
+            page_size=64,
+            num_pages=0,
+            paged_attention="auto",
         )
     )
     c.rewards = ml_collections.ConfigDict()
@@ -221,6 +228,10 @@ _CHECKS: dict[str, Callable] = {
     "rollout.top_k": non_negative,
     "rollout.sample_batch": non_negative,
     "rollout.engine": choice(*ROLLOUT_ENGINES),
+    "rollout.slots": positive,
+    "rollout.page_size": positive,
+    "rollout.num_pages": non_negative,
+    "rollout.paged_attention": choice(*PAGED_ATTENTION),
     "prm.batch_size": non_negative,
     "advantage.credit": choice(*CREDIT_MODES),
     "advantage.temperature": positive,

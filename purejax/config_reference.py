@@ -64,6 +64,14 @@ FIELD_DOCS = {
     "longest ends. 'continuous': `purejax.engine`, a fixed decode batch over a paged KV cache whose slots "
     "take the next prompt as rows end (faster with long-tailed lengths; the same tokens for the same key "
     "up to float rounding). One device only: with a device mesh use 'static'.",
+    "rollout.slots": "Continuous engine only: decode slots (its decode batch), at most the rows of a sampler call.",
+    "rollout.page_size": "Continuous engine only: positions per KV page.",
+    "rollout.num_pages": "Continuous engine only: KV pages per layer in the pool (0: `slots` whole rows, so no "
+    "row is ever evicted). Fewer bound the cache; a row that finds no page waits, and if all wait the "
+    "highest-numbered one is evicted and decoded again later. Must hold one whole row.",
+    "rollout.paged_attention": "Continuous engine only: 'auto' (the Pallas paged-attention kernel of "
+    "jax.experimental on GPU and TPU, plain jnp elsewhere), 'jnp', 'pallas_gpu' or 'pallas_tpu'. The TPU "
+    "kernel reads keys and values in bfloat16.",
     "rollout.max_prompt_len": "Prompt width in tokens; longer prompts are refused.",
     "rollout.max_new_tokens": "Response width; responses without EOS by then are truncated.",
     "rollout.temperature": "Sampling temperature.",

@@ -13,14 +13,12 @@ prompt. All of it is one jitted `lax.while_loop`: each iteration first admits pe
 into free slots (a one-row prefill each, inside the loop), then decodes one token for every
 slot.
 
-KV pool: per layer, `num_pages` pages of `page_size` positions (keys [pages, K, H, page],
-values [pages, K, page, H]) and per slot a page table. Position i of a row is a prompt
-position (i < P, prompts left-padded to P as in `sample`) or new token i - P, so a row holds
-ceil((P + tokens fed back) / page_size) pages: memory follows the tokens written, not B x
-(P + N). Attention reads pages column by column of the page tables with an online softmax,
-up to the longest live row's last page, so its reads follow the live tokens too. This is the
-portable form in plain jnp (the one CPU tests run); the Pallas paged-attention kernels of
-jax.experimental (TPU, GPU) are not wired in.
+KV pool (`paged_kv`): per layer, `num_pages` pages of `page_size` positions, and per slot a
+page table. A row's positions are packed: its real prompt tokens, then every fed-back token,
+so a row holds at most ceil((P + tokens fed back) / page_size) pages: memory follows the
+tokens written, not B x (P + N), and what a slot's query sees is one length. Attention reads
+a slot's pages up to that length: `attention='auto'` takes the Pallas paged-attention kernel
+of jax.experimental on GPU and TPU and the portable jnp form elsewhere (the one CPU runs).
 
 Pages are taken as rows grow. If a slot needs a page and none is free it waits (a starved
 slot); while any slot starves no prompt is admitted, and if every live slot starves, the
@@ -44,8 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from purejax import sampling, token_choice
-from purejax.models.decoder import decode_scores
+from purejax import paged_kv, sampling, token_choice
 from purejax.sampling import SampleOutput
 
 
@@ -77,11 +74,14 @@ def sample_continuous(
     slots: int = 64,
     page_size: int = 64,
     num_pages: int | None = None,
+    attention: str = "auto",
+    interpret: bool = False,
 ) -> SampleOutput:
     """`sampling.sample` by continuous batching; see `run` for the arguments."""
     return run(
         model, prompt_ids, prompt_mask, max_new_tokens, rng, temperature, top_k, top_p,
         eos_token_id, pad_token_id, slots=slots, page_size=page_size, num_pages=num_pages,
+        attention=attention, interpret=interpret,
     ).samples  # fmt: skip
 
 
@@ -100,6 +100,8 @@ def run(
     slots: int = 64,
     page_size: int = 64,
     num_pages: int | None = None,
+    attention: str = "auto",
+    interpret: bool = False,
 ) -> EngineOutput:
     """Samples max_new_tokens continuations of B prompts with W = min(slots, B) decode slots.
 
@@ -108,6 +110,9 @@ def run(
       page_size: positions per KV page, >= 1.
       num_pages: pages in the pool per layer, at least the pages of one whole row,
         ceil((P + N - 1) / page_size); None: W whole rows.
+      attention: paged attention, one of `paged_kv.IMPLS` ('auto': the Pallas kernel on GPU
+        and TPU, plain jnp elsewhere).
+      interpret: run a Pallas kernel in the interpreter (any backend; slow, for tests).
     Returns:
       EngineOutput(SampleOutput [B, N] fields as `sample` returns them, EngineStats).
     """
@@ -117,12 +122,13 @@ def run(
     )  # fmt: skip
     rows, prompt_len = np.shape(prompt_ids)
     slots, num_pages = _check_pool(rows, prompt_len, max_new_tokens, slots, page_size, num_pages)
+    kv = paged_kv.PagedKV(paged_kv.resolve(attention), bool(interpret))
     graphdef, state = nnx.split(model)
     ids, mask = jnp.asarray(prompt_ids, jnp.int32), jnp.asarray(prompt_mask).astype(bool)
     traced, static = sampling._options(max_new_tokens, temperature, top_k, top_p, eos, pad_token_id)
     return _run_jit(
         graphdef, state, ids, mask, rng, *traced, **static,
-        slots=slots, page_size=int(page_size), num_pages=num_pages,
+        slots=slots, page_size=int(page_size), num_pages=num_pages, kv=kv,
     )  # fmt: skip
 
 
@@ -149,27 +155,18 @@ def _check_pool(rows, prompt_len, max_new_tokens, slots, page_size, num_pages) -
     return width, int(num_pages)
 
 
-class _Pool(NamedTuple):
-    """One layer's KV pages: keys [pages, K, H, page], values [pages, K, page, H] (the
-    layouts of `LayerCache`, with the page in place of the row)."""
-
-    k: jax.Array
-    v: jax.Array
-
-
 class _Slots(NamedTuple):
     live_w: jax.Array  # bool: the slot holds a row that has not ended
     row_w: jax.Array  # int32: its row
     t_w: jax.Array  # int32: index of its latest chosen token (fed back next)
     token_w: jax.Array  # int32: that token
-    n_prompt_w: jax.Array  # int32: real prompt tokens (RoPE positions continue from there)
-    prompt_mask_wp: jax.Array  # bool [W, P]
+    n_prompt_w: jax.Array  # int32: real prompt tokens (positions, RoPE's too, continue from there)
     pages_w: jax.Array  # int32: pages it holds, table_wj[:, :pages]
     table_wj: jax.Array  # int32 [W, J]: page of positions j*page .. (j+1)*page - 1
 
 
 class _Carry(NamedTuple):
-    pools: tuple  # per-layer _Pool
+    pools: tuple  # per-layer paged_kv.Pool
     free_n: jax.Array  # bool [pages]: page is free
     slots: _Slots
     pending_b: jax.Array  # bool [B]: row waits for a slot
@@ -182,13 +179,14 @@ _STATIC_ARGNAMES = tuple(a for a in sampling._STATIC_ARGNAMES if a != "partition
     "slots",
     "page_size",
     "num_pages",
+    "kv",
 )
 
 
 @jax.jit(static_argnames=_STATIC_ARGNAMES)
 def _run_jit(
     graphdef, state, ids_bp, mask_bp, rng, temperature, top_p, *, max_new_tokens, greedy, top_k,
-    use_top_p, eos, pad_token_id, slots, page_size, num_pages,
+    use_top_p, eos, pad_token_id, slots, page_size, num_pages, kv,
 ):  # fmt: skip
     model = nnx.merge(graphdef, state)
     b, p = ids_bp.shape
@@ -231,7 +229,10 @@ def _run_jit(
         cache = model.init_cache(1, prompt_pages * page_size)
         logits_1v, cache = sampling._prompt_forward(model, ids_1p, mask_1p, cache)
         pages_j = jnp.nonzero(c.free_n, size=prompt_pages, fill_value=num_pages)[0]
-        pools = tuple(_write_prompt(pool, layer, pages_j) for pool, layer in zip(c.pools, cache))
+        mask_s = jnp.pad(mask_1p[0], (0, prompt_pages * page_size - p))
+        pools = tuple(
+            kv.write_prompt(pool, layer.k[0], layer.v[0], mask_s, pages_j) for pool, layer in zip(c.pools, cache)
+        )
         token, logp, ends = choose(logits_1v, row[None], jnp.zeros((1,), jnp.int32))
         ends = ends[0]
         # A row that ends at token 0 hands its pages straight back.
@@ -242,7 +243,6 @@ def _run_jit(
             t_w=s.t_w.at[slot].set(0),
             token_w=s.token_w.at[slot].set(token[0]),
             n_prompt_w=s.n_prompt_w.at[slot].set(mask_1p.sum(dtype=jnp.int32)),
-            prompt_mask_wp=s.prompt_mask_wp.at[slot].set(mask_1p[0]),
             pages_w=s.pages_w.at[slot].set(jnp.where(ends, 0, prompt_pages)),
             table_wj=s.table_wj.at[slot, :prompt_pages].set(pages_j),
         )
@@ -263,7 +263,7 @@ def _run_jit(
     def decode(c: _Carry) -> _Carry:
         """Feeds every live slot's latest token back and chooses its next one."""
         s = c.slots
-        pos_w = p + s.t_w  # the position the fed-back token is written at
+        pos_w = s.n_prompt_w + s.t_w  # the position the fed-back token is written at
         need_w = s.live_w & (pos_w >= s.pages_w * page_size)
         free_n, new_page_w, granted_w = _allocate(c.free_n, need_w, s.row_w, num_pages)
         table_wj = s.table_wj.at[slot_w, jnp.where(granted_w, s.pages_w, j_max)].set(new_page_w, mode="drop")
@@ -273,22 +273,17 @@ def _run_jit(
         page_col_w = jnp.minimum(pos_w // page_size, j_max - 1)
         write_page_w = jnp.where(go_w, table_wj[slot_w, page_col_w], num_pages)  # else dropped
         write_at_w = pos_w % page_size
-        span = j_max * page_size
-        visible_ws = jnp.pad(s.prompt_mask_wp, ((0, 0), (0, span - p)), constant_values=True)
-        visible_ws = visible_ws & (jnp.arange(span)[None, :] <= pos_w[:, None])
+        length_w = jnp.where(go_w, pos_w + 1, 0)
         columns = jnp.max(jnp.where(go_w, page_col_w + 1, 1))
 
-        def attention(attn, x_w1d, pos_w1, inv_freq, pool: _Pool):
+        def attention(attn, x_w1d, pos_w1, inv_freq, pool: paged_kv.Pool):
             k_w1kh, v_w1kh = attn.keys_values(x_w1d, pos_w1, inv_freq)
-            pool = _Pool(
-                pool.k.at[write_page_w, :, :, write_at_w].set(k_w1kh[:, 0].astype(pool.k.dtype), mode="drop"),
-                pool.v.at[write_page_w, :, write_at_w, :].set(v_w1kh[:, 0].astype(pool.v.dtype), mode="drop"),
-            )
+            pool = kv.write_token(pool, write_page_w, write_at_w, k_w1kh[:, 0], v_w1kh[:, 0])
             q_wnh = attn.queries(x_w1d, pos_w1, inv_freq)[:, 0]
-            out_wnh = paged_attention(q_wnh, pool.k, pool.v, table_wj, visible_ws, columns)
+            out_wnh = kv.attend(q_wnh, pool, table_wj, length_w, columns)
             return attn.project_out(out_wnh[:, None]), pool
 
-        pos_w1 = (s.n_prompt_w + s.t_w)[:, None]
+        pos_w1 = pos_w[:, None]
         h_w1d, pools = model.forward_with_attention(s.token_w[:, None], pos_w1, attention, c.pools)
         t_next_w = s.t_w + 1
         token_w, logp_w, ends_w = choose(model.head(h_w1d)[:, 0], s.row_w, t_next_w)
@@ -341,13 +336,7 @@ def _run_jit(
 
     cfg, dtype = model.config, model.dtype
     k, h = cfg.num_kv_heads, cfg.resolved_head_dim
-    pools = tuple(
-        _Pool(
-            jnp.zeros((num_pages, k, h, page_size), dtype),
-            jnp.zeros((num_pages, k, page_size, h), dtype),
-        )
-        for _ in range(cfg.num_layers)
-    )
+    pools = tuple(kv.init(num_pages, k, h, page_size, dtype) for _ in range(cfg.num_layers))
     zero_w = jnp.zeros((w,), jnp.int32)
     carry = _Carry(
         pools=pools,
@@ -358,7 +347,6 @@ def _run_jit(
             t_w=zero_w,
             token_w=zero_w,
             n_prompt_w=zero_w,
-            prompt_mask_wp=jnp.zeros((w, p), bool),
             pages_w=zero_w,
             table_wj=jnp.zeros((w, j_max), jnp.int32),
         ),
@@ -373,18 +361,6 @@ def _run_jit(
     )
     carry = jax.lax.while_loop(cond, body, carry)
     return EngineOutput(carry.out, carry.stats)
-
-
-def _write_prompt(pool: _Pool, cache, pages_j) -> _Pool:
-    """A one-row prefill's cache (k [1, K, H, S], v [1, K, S, H], S = pages x page) into its pages."""
-    _, k, h, s = cache.k.shape
-    n_pages, page = pages_j.shape[0], s // pages_j.shape[0]
-    k_jkhs = cache.k[0].reshape(k, h, n_pages, page).transpose(2, 0, 1, 3)
-    v_jksh = cache.v[0].reshape(k, n_pages, page, h).transpose(1, 0, 2, 3)
-    return _Pool(
-        pool.k.at[pages_j].set(k_jkhs.astype(pool.k.dtype), mode="drop"),
-        pool.v.at[pages_j].set(v_jksh.astype(pool.v.dtype), mode="drop"),
-    )
 
 
 def _allocate(free_n, need_w, priority_w, num_pages):
@@ -402,45 +378,3 @@ def _release(free_n, table_wj, pages_w, release_w, num_pages):
     """Frees the pages held by the slots in release_w."""
     held_wj = release_w[:, None] & (jnp.arange(table_wj.shape[1])[None, :] < pages_w[:, None])
     return free_n.at[jnp.where(held_wj, table_wj, num_pages)].set(True, mode="drop")
-
-
-def paged_attention(q_wnh, k_pool, v_pool, table_wj, visible_ws, columns):
-    """One query per slot over its pages: softmax(q.k / sqrt(H)) v, GQA (query head n uses
-    KV head n // g). [W, N, H].
-
-    k_pool [pages, K, H, page], v_pool [pages, K, page, H]; table_wj [W, J] the slots' pages;
-    visible_ws [W, J x page] the positions each query sees. Only page columns j < `columns`
-    (a traced count: the longest live row's) are read, one column of W pages at a time with an
-    online softmax (running max m, normaliser l, weighted sum), so the reads follow the live
-    tokens. Masked positions get finfo.min, as in `decoder.attend`; a column with none visible
-    adds finite junk that the first visible position's rescaling (exp(finfo.min - m) = 0) erases.
-    """
-    w, n, h = q_wnh.shape
-    k = k_pool.shape[1]
-    page = k_pool.shape[-1]
-    q_wkgh = (q_wnh * jnp.asarray(h**-0.5, q_wnh.dtype)).reshape(w, k, n // k, h)
-    low = jnp.finfo(jnp.float32).min
-
-    def column(j, carry):
-        m_wkg, l_wkg, acc_wkgh = carry
-        pages_w = table_wj[:, j]
-        k_wkhs, v_wksh = k_pool[pages_w], v_pool[pages_w]
-        scores = decode_scores(q_wkgh, k_wkhs).astype(jnp.float32)
-        visible = jax.lax.dynamic_slice_in_dim(visible_ws, j * page, page, axis=1)
-        scores = jnp.where(visible[:, None, None, :], scores, low)
-        m_new = jnp.maximum(m_wkg, jnp.max(scores, axis=-1))
-        rescale = jnp.exp(m_wkg - m_new)
-        probs = jnp.exp(scores - m_new[..., None])
-        l_wkg = l_wkg * rescale + jnp.sum(probs, axis=-1)
-        # Multiply-and-reduce, as `decoder.attend` decodes: faster than a batched matmul at g <= 8.
-        pv = jnp.sum(probs.astype(v_wksh.dtype)[..., None] * v_wksh[:, :, None], axis=-2).astype(jnp.float32)
-        return m_new, l_wkg, acc_wkgh * rescale[..., None] + pv
-
-    g = n // k
-    init = (
-        jnp.full((w, k, g), low, jnp.float32),
-        jnp.zeros((w, k, g), jnp.float32),
-        jnp.zeros((w, k, g, h), jnp.float32),
-    )
-    _, l_wkg, acc_wkgh = jax.lax.fori_loop(0, columns, column, init)
-    return (acc_wkgh / l_wkg[..., None]).astype(q_wnh.dtype).reshape(w, n, h)

@@ -76,6 +76,10 @@ def sample_rollout(
                     n,
                     chunk_keys[s],
                     **options,
+                    slots=int(rollout.slots),
+                    page_size=int(rollout.page_size),
+                    num_pages=int(rollout.num_pages) or None,
+                    attention=rollout.paged_attention,
                 )
                 for s in range(len(chunk_keys))
             ]
@@ -88,13 +92,23 @@ def sample_rollout(
 
 def check_engine(rollout, partitioner) -> None:
     """Fails at start-up, naming the field, if `rollout.engine` cannot run on `partitioner`'s
-    devices: the continuous engine runs on one device."""
-    if partitioner is not None and rollout.engine == "continuous":
+    devices (the continuous engine runs on one device) or its pool cannot hold one row."""
+    if rollout.engine != "continuous":
+        return
+    if partitioner is not None:
         config_checks.fail(
             "rollout.engine",
             f"'continuous' samples on one device, but config.mesh spans {partitioner.mesh.devices.size} "
             "devices; use 'static' on a mesh",
             allowed=["static"],
+        )
+    per_row = engine.pages_per_row(rollout.max_prompt_len, rollout.max_new_tokens, rollout.page_size)
+    if rollout.num_pages and rollout.num_pages < per_row:
+        config_checks.fail(
+            "rollout.num_pages",
+            f"the pool must hold one whole row, {per_row} pages of {rollout.page_size} positions "
+            f"(max_prompt_len {rollout.max_prompt_len} + max_new_tokens {rollout.max_new_tokens} - 1); "
+            f"got {rollout.num_pages}. Raise it, or 0 for `slots` whole rows",
         )
 
 

@@ -1,7 +1,8 @@
 """purejax.engine: continuous batching over a paged KV pool equals `sampling.sample` (the
 independent reference) token for token, greedy and sampled with the same key, with its
-log-probs; pages are freed and reused (evictions included); paged attention equals
-`decoder.attend`; bad arguments fail naming the argument."""
+log-probs; pages are freed and reused (evictions included); the Pallas paged-attention
+kernels (in the interpreter) give the same tokens; bad arguments fail naming the argument.
+The pool's layouts and attention alone: tests/test_paged_kv.py."""
 
 import types
 
@@ -16,7 +17,6 @@ import purejax.models as pm
 from purejax import config as config_lib
 from purejax import engine, sampling
 from purejax import rollout as rollout_lib
-from purejax.models.decoder import attend
 
 VOCAB = 97
 CONFIG = pm.DecoderConfig(
@@ -88,6 +88,26 @@ def test_greedy_equals_sample_token_for_token(model, rows, width, new, slots, pa
     assert int(out.stats.decode_steps) >= -(-(lengths.sum() - rows) // min(slots, rows))
 
 
+# The TPU kernel rounds keys and values to bfloat16 (see tests/test_paged_kv.py), which moves
+# log-probs by up to 6e-4 here; tokens must still match.
+@pytest.mark.parametrize("attention,logprob_atol", [("pallas_gpu", 1e-4), ("pallas_tpu", 3e-3)])
+def test_the_pallas_kernels_give_the_same_tokens(model, attention, logprob_atol):
+    """The engine with jax.experimental's paged-attention kernel (run in Pallas' interpreter,
+    as no GPU or TPU is here) in place of the jnp form: `sample`'s tokens, sampled with
+    refills and several pages per row, and its log-probs."""
+    rows, width, new, slots, page, eos = 7, 6, 10, 3, 4, [5, 6, 7, 8, 9]
+    ids, mask = _prompts(rows, width, seed=4)
+    kwargs = dict(temperature=1.0, eos_token_id=eos)
+    ref = sampling.sample(model, ids, mask, new, jax.random.key(2), **kwargs)
+    out = engine.run(
+        model, ids, mask, new, jax.random.key(2), slots=slots, page_size=page,
+        attention=attention, interpret=True, **kwargs,
+    )  # fmt: skip
+    _assert_same(out.samples, ref, atol=logprob_atol)
+    assert int(out.stats.prefills) == rows > slots
+    assert np.asarray(ref.mask).sum() > rows * page  # rows span more than one page
+
+
 def test_the_eos_cases_have_mixed_lengths(model):
     """The EOS mixtures above end some rows early and leave others at max_new_tokens, so the
     equality tests cover refills at different times."""
@@ -154,33 +174,6 @@ def test_a_pool_of_one_row_evicts_and_still_equals_sample(model, temperature):
     assert int(out.stats.peak_pages) <= minimum < rows * minimum
 
 
-def test_paged_attention_equals_attend_over_the_gathered_pages():
-    """The online softmax over page columns equals one softmax over the slots' positions laid
-    out contiguously, including a first column with no visible position (left padding)."""
-    rng = np.random.default_rng(0)
-    w, n, k, h, page, pages, j = 3, 4, 2, 8, 4, 10, 3
-    q = jnp.asarray(rng.standard_normal((w, n, h)), jnp.float32)
-    k_pool = jnp.asarray(rng.standard_normal((pages, k, h, page)), jnp.float32)
-    v_pool = jnp.asarray(rng.standard_normal((pages, k, page, h)), jnp.float32)
-    table = jnp.asarray([[3, 7, 1], [0, 2, 9], [5, 4, 8]], jnp.int32)
-    visible = rng.random((w, j * page)) < 0.6
-    visible[0, :page] = False  # a column with nothing visible, before visible ones
-    visible[:, -1] = True
-    got = engine.paged_attention(q, k_pool, v_pool, table, jnp.asarray(visible), jnp.int32(j))
-    k_wkhs = k_pool[table].transpose(0, 2, 3, 1, 4).reshape(w, k, h, j * page)
-    v_wksh = v_pool[table].transpose(0, 2, 1, 3, 4).reshape(w, k, j * page, h)
-    expected = attend(q[:, None], k_wkhs, v_wksh, jnp.asarray(visible)[:, None])[:, 0]
-    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5)
-    # Only columns < `columns` are read: with 2, the third column's positions do not count.
-    hidden = visible.copy()
-    hidden[:, 2 * page :] = False
-    hidden[:, 2 * page - 1] = True
-    unread = k_pool.at[table[:, 2]].set(jnp.nan)  # the third column's pages: NaN changes nothing
-    got = engine.paged_attention(q, unread, v_pool, table, jnp.asarray(hidden), jnp.int32(2))
-    expected = attend(q[:, None], k_wkhs, v_wksh, jnp.asarray(hidden)[:, None])[:, 0]
-    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5)
-
-
 @pytest.mark.parametrize(
     "kwargs,match",
     [
@@ -188,6 +181,7 @@ def test_paged_attention_equals_attend_over_the_gathered_pages():
         (dict(slots=2.5), "slots must be an int >= 1"),
         (dict(page_size=0), "page_size must be an int >= 1"),
         (dict(num_pages=3), "num_pages must be an int >= 5"),
+        (dict(attention="flash"), "paged attention must be one of"),
     ],
 )
 def test_bad_arguments_fail_naming_the_argument(model, kwargs, match):
@@ -209,6 +203,7 @@ def test_sample_rollout_continuous_equals_static_per_seed_and_chunk(model):
     for name in ("static", "continuous"):
         rollout = ml_collections.ConfigDict(
             dict(engine=name, sample_batch=4, max_new_tokens=9, temperature=1.0, top_k=0, top_p=1.0)
+            | dict(slots=3, page_size=4, num_pages=0, paged_attention="auto")
         )
         outs[name] = rollout_lib.sample_rollout(
             graphdef, params, ids, mask, keys, rollout, eos_ids=[5, 6, 7, 8, 9], pad_id=0
@@ -233,6 +228,27 @@ def test_the_engine_is_a_checked_config_field():
     rollout_lib.check_engine(config.rollout, None)
     config.rollout.engine = "static"
     rollout_lib.check_engine(config.rollout, mesh)
+
+
+def test_the_engines_pool_is_checked_at_start_up():
+    config = config_lib.defaults()
+    config.rewards.prm = config_lib.reward_source("prm")
+    config.rollout.update(engine="continuous", max_prompt_len=100, max_new_tokens=29, page_size=16)
+    for field, bad, match in [
+        ("slots", 0, "config.rollout.slots"),
+        ("page_size", -1, "config.rollout.page_size"),
+        ("num_pages", -1, "config.rollout.num_pages"),
+        ("paged_attention", "pallas_gpux", "config.rollout.paged_attention.*Did you mean 'pallas_gpu'"),
+    ]:
+        broken = config.copy_and_resolve_references()
+        broken.rollout[field] = bad
+        with pytest.raises(config_lib.ConfigError, match=match):
+            config_lib.validate(broken)
+    config.rollout.num_pages = 7  # one row: 100 + 28 positions = 8 pages of 16
+    with pytest.raises(config_lib.ConfigError, match=r"config.rollout.num_pages: .*8 pages of 16 .*got 7"):
+        rollout_lib.check_engine(config.rollout, None)
+    config.rollout.num_pages = 8
+    rollout_lib.check_engine(config.rollout, None)
 
 
 @pytest.mark.slow
