@@ -1,7 +1,7 @@
 """Map where 10% VR anchors PURE-PRM: the comparison's arms at several scripted-PRM scores of
 an answer without work, from the warm start that sometimes writes one.
 
-    python -m experiments.anchoring_map --workdir runs/anchoring [--scores 0.9 0.5 0.2 0.0 -0.2 -0.4]
+    python -m experiments.anchoring_map --workdir runs/anchoring [--scores 0.9 0.5 0.2 -0.2 -0.3 -0.4]
 
 For each score s, runs `experiments.compare_credit`'s arms (default: PURE-PRM, PURE-PRM+VR,
 step_mean) with `--config.rewards.prm.unchecked=s` into WORKDIR/unchecked_+s.ss, on
@@ -20,7 +20,7 @@ import sys
 from purejax import cli
 from purejax import config as config_lib
 
-DEFAULT_SCORES = (0.9, 0.5, 0.2, 0.0, -0.2, -0.4)
+DEFAULT_SCORES = (0.9, 0.5, 0.2, -0.2, -0.3, -0.4)
 DEFAULT_ARMS = ("pure_prm", "pure_prm_vr", "step_mean")
 BASE_OVERRIDES = ("policy.path=builtin:arith_guess", "total_steps=200")
 
