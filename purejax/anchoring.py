@@ -140,13 +140,7 @@ def plot(rows: Sequence[dict], path: str) -> str:
         ax.set_xlabel("scripted PRM's score of an answer without work (rewards.prm.unchecked)", fontsize=8)
         ax.tick_params(labelsize=7)
     ax_onset.legend(fontsize=7)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return report.save_figure(fig, path)
 
 
 def write_map(workdir: str, scores: Sequence[float], arms: Sequence, num_seeds: int, first_seed: int = 0) -> list:

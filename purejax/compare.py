@@ -276,13 +276,7 @@ def plot_sweep(workdir: str, arms: Sequence[Arm], num_seeds: int, path: str, fir
     for ax in list(axes.flat)[len(CURVES) :]:
         ax.axis("off")
     fig.suptitle(f"credit assignment on the arithmetic miniature ({num_seeds} seeds per arm)", fontsize=11)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return report.save_figure(fig, path)
 
 
 def _smooth(y, window: int = 9):

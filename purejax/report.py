@@ -57,10 +57,20 @@ def plot_runs(runs: dict[str, Sequence[dict]], path: str, curves=CURVES) -> str:
         ax.axis("off")
     if len(runs) > 1:
         axes.flat[0].legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> str:
+    """Lays out, writes (whole or not at all: a temporary file renamed into place) and closes
+    a matplotlib figure; returns the PNG path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    os.replace(tmp, path)
     return path
 
 
