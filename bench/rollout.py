@@ -18,17 +18,13 @@ rows only (its static batch took ~100 s for 128 rows here); its tokens/s is of t
 The engine and the sampler run alternately (best of `--repeats`), with the same key, so their
 tokens should agree; the fraction of identical rows is printed. The last line is one JSON object.
 
-Result on the 2-core development machine, 2026-12-02, shared with two other training jobs
-(load average 5.6-6.6): engine 730 tokens/s, today's sampler 324 -> 2.26x; 76.8% of the
-engine's decode slots useful against 18.7% of the sampler's row-steps; all 512 rows identical;
-transformers 53 tokens/s on 128 rows. Two earlier runs, with the paged attention as batched
-matmuls: 2.35x and 2.29x, 99.8% of rows identical (one near-tie flipped). Per decode step
-the engine costs ~0.75 ms per slot against ~0.5 ms per row for the sampler at batch 512 (the
-sampler itself costs 0.77 ms per row at batch 48), so the gain is the useful fraction less
-that. The prefill, one row at a time, is 6.7 s of the engine's 32-39 s; the sampler's batched
-one is 8.1 s of its 74-92 s. Alone on another machine of the same kind (2026-12-02, load
-average 2.0): engine 2,297-2,317 tokens/s, sampler 1,160-1,239 -> 1.85x and 2.00x in two runs
-(1.94x and 2.01x with --slots 64): the 2x holds under load and is borderline when idle.
+Result alone on a 2-core AMD EPYC (2026-12-02, 2048^2 matmul 116 GFLOP/s, `--hf_rows 8
+--num_pages 0 --repeats 3`): engine 923 tokens/s, today's sampler 353 -> 2.62x; 93.6% of the
+engine's decode slots useful (the tail runs at 24 and 12 slots) against 18.7% of the
+sampler's row-steps; 511 of 512 rows identical (one near-tie flipped); transformers 119
+tokens/s on 8 rows. The same command before the tail narrowing, same machine: 741 against
+330 -> 2.24x, 76.8% useful. Before it, on a faster idle machine (sampler 1,160-1,239
+tokens/s): 1.85x and 2.00x; under load (load average 5.6-6.6): 2.26-2.35x.
 """
 
 from __future__ import annotations
@@ -108,7 +104,7 @@ def measure(
     current_lengths = np.asarray(current.mask).sum(axis=1)
     stats = jax.tree.map(int, ours.stats._asdict())
     width = min(slots, rows)
-    useful = stats["useful_slot_steps"] / max(stats["decode_steps"] * width, 1)
+    useful = stats["useful_slot_steps"] / max(stats["slot_steps"], 1)
     # The static sampler's decode loop runs (longest row - 1) steps over all rows.
     current_useful = (current_lengths - 1).sum() / max((current_lengths.max() - 1) * rows, 1)
     same_rows = (np.asarray(ours.samples.tokens) == np.asarray(current.tokens)).all(axis=1).mean()

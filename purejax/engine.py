@@ -20,6 +20,11 @@ tokens written, not B x (P + N), and what a slot's query sees is one length. Att
 a slot's pages up to that length: `attention='auto'` takes the Pallas paged-attention kernel
 of jax.experimental on GPU and TPU and the portable jnp form elsewhere (the one CPU runs).
 
+Tail: once the queue has drained and at most W/2 rows are live, the live slots move to the
+front and the loop goes on at width W/2, then W/4 (`tail_widths`). Only the slots' small
+state moves: their pages stay where they are. A decode step's cost follows its width, so the
+long tail of lengths, where few rows are still live, no longer pays for W slots.
+
 Pages are taken as rows grow. If a slot needs a page and none is free it waits (a starved
 slot); while any slot starves no prompt is admitted, and if every live slot starves, the
 live row with the largest index is evicted: its pages are freed and it is decoded again from
@@ -48,6 +53,7 @@ from purejax.sampling import SampleOutput
 
 class EngineStats(NamedTuple):
     decode_steps: jax.Array  # int32: loop iterations that decoded at least one live slot
+    slot_steps: jax.Array  # int32: slots those iterations ran (their widths summed)
     useful_slot_steps: jax.Array  # int32: tokens kept from those iterations (live, not starved)
     prefills: jax.Array  # int32: prompts prefilled (an evicted row counts again)
     evictions: jax.Array  # int32: rows evicted for want of pages
@@ -200,7 +206,6 @@ def _run_jit(
     else:  # token i of row b draws what `sample` draws for it (`_record`: fold_in(rng, i))
         u_nb2 = jax.vmap(lambda i: token_choice.uniforms(jax.random.fold_in(rng, i), b))(jnp.arange(n))
     eos_ids = jnp.asarray(eos, jnp.int32)
-    slot_w = jnp.arange(w)
 
     def choose(logits_wv, row_w, t_w):
         """(token, log-prob, row ends with it) of token t of row `row` in each slot."""
@@ -263,6 +268,7 @@ def _run_jit(
     def decode(c: _Carry) -> _Carry:
         """Feeds every live slot's latest token back and chooses its next one."""
         s = c.slots
+        slot_w = jnp.arange(s.live_w.shape[0])  # this phase's width
         pos_w = s.n_prompt_w + s.t_w  # the position the fed-back token is written at
         need_w = s.live_w & (pos_w >= s.pages_w * page_size)
         free_n, new_page_w, granted_w = _allocate(c.free_n, need_w, s.row_w, num_pages)
@@ -307,6 +313,7 @@ def _run_jit(
         stats = c.stats
         stats = stats._replace(
             decode_steps=stats.decode_steps + jnp.any(s.live_w),
+            slot_steps=stats.slot_steps + jnp.any(s.live_w) * slot_w.shape[0],
             useful_slot_steps=stats.useful_slot_steps + jnp.sum(go_w),
             evictions=stats.evictions + stuck,
             peak_pages=jnp.maximum(stats.peak_pages, num_pages - jnp.sum(c.free_n) + jnp.sum(granted_w)),
@@ -330,9 +337,6 @@ def _run_jit(
 
     def body(c: _Carry) -> _Carry:
         return decode(jax.lax.while_loop(can_admit, admit, c))
-
-    def cond(c: _Carry):
-        return jnp.any(c.slots.live_w) | jnp.any(c.pending_b)
 
     cfg, dtype = model.config, model.dtype
     k, h = cfg.num_kv_heads, cfg.resolved_head_dim
@@ -359,8 +363,37 @@ def _run_jit(
         ),
         stats=EngineStats(*(jnp.int32(0) for _ in EngineStats._fields)),
     )
-    carry = jax.lax.while_loop(cond, body, carry)
+    # Tail narrowing: once the queue has drained and at most `narrower` rows are live, the live
+    # slots move to the front (their pages stay where they are: only the slot state moves) and
+    # decoding continues at that width, so the long tail of lengths does not pay for W slots.
+    widths = tail_widths(w)
+    for phase, width in enumerate(widths):
+        if phase:
+            carry = carry._replace(slots=_compact(carry.slots, width))
+        narrower = widths[phase + 1] if phase + 1 < len(widths) else 0
+
+        def cond(c: _Carry, narrower=narrower):
+            return jnp.any(c.pending_b) | (jnp.sum(c.slots.live_w) > narrower)
+
+        carry = jax.lax.while_loop(cond, body, carry)
     return EngineOutput(carry.out, carry.stats)
+
+
+def tail_widths(slots: int) -> tuple[int, ...]:
+    """The decode widths of the engine's phases: W, then halved at most twice, never below
+    W / 4 or 1. On CPU a decode step's cost falls with its width (most of it is the slots'
+    matmul rows), so the tail after the queue drains runs at a half and a quarter width."""
+    widths = [slots]
+    while len(widths) < 3 and widths[-1] // 2 >= max(1, slots // 4):
+        widths.append(widths[-1] // 2)
+    return tuple(widths)
+
+
+def _compact(slots: _Slots, width: int) -> _Slots:
+    """The first `width` slots after moving every live slot to the front (in slot order);
+    the caller guarantees at most `width` are live."""
+    order = jnp.argsort(~slots.live_w, stable=True)[:width]
+    return jax.tree.map(lambda a: a[order], slots)
 
 
 def _allocate(free_n, need_w, priority_w, num_pages):

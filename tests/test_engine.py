@@ -86,6 +86,31 @@ def test_greedy_equals_sample_token_for_token(model, rows, width, new, slots, pa
     assert int(out.stats.prefills) == rows
     assert int(out.stats.useful_slot_steps) == lengths.sum() - rows
     assert int(out.stats.decode_steps) >= -(-(lengths.sum() - rows) // min(slots, rows))
+    assert int(out.stats.useful_slot_steps) <= int(out.stats.slot_steps) <= int(out.stats.decode_steps) * min(slots, rows)
+
+
+@pytest.mark.parametrize(
+    "slots,widths", [(48, (48, 24, 12)), (64, (64, 32, 16)), (4, (4, 2, 1)), (3, (3, 1)), (2, (2, 1)), (1, (1,))]
+)
+def test_tail_widths_halve_twice_at_most(slots, widths):
+    assert engine.tail_widths(slots) == widths
+
+
+def test_the_tail_decodes_narrower_with_the_same_tokens(model):
+    """Once the queue drains the live slots move to the front and decode at a half, then a
+    quarter width: fewer slot-steps than full width, and still `sample`'s tokens (sampled,
+    so every row's random numbers must follow it to its new slot)."""
+    rows, width, new, slots, page, eos = 12, 5, 24, 8, 4, [5, 6, 7, 8, 9]
+    ids, mask = _prompts(rows, width, seed=6)
+    kwargs = dict(temperature=1.0, eos_token_id=eos)
+    ref = sampling.sample(model, ids, mask, new, jax.random.key(4), **kwargs)
+    out = engine.run(model, ids, mask, new, jax.random.key(4), slots=slots, page_size=page, **kwargs)
+    _assert_same(out.samples, ref)
+    lengths = np.asarray(ref.mask).sum(1)
+    assert (lengths < new).any() and (lengths == new).any(), lengths  # a tail to narrow
+    stats = jax.tree.map(int, out.stats)
+    assert stats.slot_steps < stats.decode_steps * slots
+    assert stats.useful_slot_steps == lengths.sum() - rows
 
 
 # The TPU kernel rounds keys and values to bfloat16 (see tests/test_paged_kv.py), which moves
