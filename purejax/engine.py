@@ -23,7 +23,8 @@ of jax.experimental on GPU and TPU and the portable jnp form elsewhere (the one 
 Tail: once the queue has drained and at most W/2 rows are live, the live slots move to the
 front and the loop goes on at width W/2, then W/4 (`tail_widths`). Only the slots' small
 state moves: their pages stay where they are. A decode step's cost follows its width, so the
-long tail of lengths, where few rows are still live, no longer pays for W slots.
+long tail of lengths, where few rows are still live, no longer pays for W slots. (Only when
+the pool holds W/2 whole rows, as the default does: then no tail row can wait for a page.)
 
 Pages are taken as rows grow. If a slot needs a page and none is free it waits (a starved
 slot); while any slot starves no prompt is admitted, and if every live slot starves, the
@@ -366,16 +367,19 @@ def _run_jit(
     # Tail narrowing: once the queue has drained and at most `narrower` rows are live, the live
     # slots move to the front (their pages stay where they are: only the slot state moves) and
     # decoding continues at that width, so the long tail of lengths does not pay for W slots.
-    widths = tail_widths(w)
+    # Only with a pool that holds W/2 whole rows: then no tail slot can starve, nothing is
+    # evicted back to the queue, and the tail loops need no admission (nor its prefill, which
+    # would be compiled once more per width).
+    widths = tail_widths(w) if num_pages >= (w // 2) * j_max else (w,)
     for phase, width in enumerate(widths):
-        if phase:
-            carry = carry._replace(slots=_compact(carry.slots, width))
         narrower = widths[phase + 1] if phase + 1 < len(widths) else 0
-
-        def cond(c: _Carry, narrower=narrower):
-            return jnp.any(c.pending_b) | (jnp.sum(c.slots.live_w) > narrower)
-
-        carry = jax.lax.while_loop(cond, body, carry)
+        if phase == 0:
+            cond = lambda c, narrower=narrower: jnp.any(c.pending_b) | (jnp.sum(c.slots.live_w) > narrower)  # noqa: E731
+            carry = jax.lax.while_loop(cond, body, carry)
+        else:
+            carry = carry._replace(slots=_compact(carry.slots, width))
+            cond = lambda c, narrower=narrower: jnp.sum(c.slots.live_w) > narrower  # noqa: E731
+            carry = jax.lax.while_loop(cond, decode, carry)
     return EngineOutput(carry.out, carry.stats)
 
 
