@@ -371,13 +371,14 @@ def _run_jit(
     # evicted back to the queue, and the tail loops need no admission (nor its prefill, which
     # would be compiled once more per width).
     widths = tail_widths(w) if num_pages >= (w // 2) * j_max else (w,)
+    until = widths[1:] + (0,)  # each phase runs while more rows than this are live
+
     def more_than(narrower):
         return lambda c: jnp.any(c.pending_b) | (jnp.sum(c.slots.live_w) > narrower)
 
-    carry = jax.lax.while_loop(more_than(widths[1] if len(widths) > 1 else 0), body, carry)
-    for phase in range(1, len(widths)):  # the queue is empty from here on
-        carry = carry._replace(slots=_compact(carry.slots, widths[phase]))
-        narrower = widths[phase + 1] if phase + 1 < len(widths) else 0
+    carry = jax.lax.while_loop(more_than(until[0]), body, carry)
+    for width, narrower in zip(widths[1:], until[1:]):  # the queue is empty from here on
+        carry = carry._replace(slots=_compact(carry.slots, width))
         carry = jax.lax.while_loop(more_than(narrower), decode, carry)
     return EngineOutput(carry.out, carry.stats)
 
