@@ -193,6 +193,20 @@ def test_guess_traces_answer_without_work_and_the_prm_over_rates_them():
     assert values <= set(range(31)) and len(values) > 10
 
 
+def test_merged_traces_are_the_correct_trace_in_one_step():
+    problems = arith.make_problems("train", 300, seed=8)
+    texts, kinds = arith.trace_mix(problems, {"correct": 0.8, "merged": 0.2}, seed=3)
+    merged = [(t, p) for t, k, p in zip(texts, kinds, problems) if k == "merged"]
+    assert 0.14 < len(merged) / len(texts) < 0.26
+    for text, problem in merged:
+        assert arith.split_steps(text) == [text]
+        assert text.split(arith.LINE_BREAK) == arith.split_steps(arith.render_trace(problem))
+        assert arith.grade(text, problem).answer_correct
+    # A zero weight for the new kind draws the same traces as before it existed.
+    mix = {"correct": 0.6, "error": 0.25, "filler": 0.15, "guess": 0.0}
+    assert arith.trace_mix(problems, {**mix, "merged": 0.0}, seed=3) == arith.trace_mix(problems, mix, seed=3)
+
+
 # ---------------------------------------------------------------- tokenizer
 
 
@@ -378,6 +392,41 @@ def test_scripted_prm_shown_the_problem_judges_steps_in_context():
     # The documented weaknesses stay: filler over-rated, an answer with no work rated high.
     assert score(["Let me think about this carefully."] + full, problem)[0] == pytest.approx(0.9)
     assert score(["The answer is \\boxed{3}."], problem) == pytest.approx([0.9])
+
+
+def test_a_giant_step_is_scored_as_text_or_by_its_worst_line():
+    """A merged step (lines joined by "\\n"): by default an answer without work; by_line, by content."""
+    problem = arith.Problem(8, (("-", 2), ("+", 1), ("+", 5)))
+    lines = ["8 - 2 = 6", "6 + 1 = 7", "7 + 5 = 12", "The answer is \\boxed{12}."]
+    slip = ["8 - 2 = 6", "6 + 1 = 8", "8 + 5 = 13", "The answer is \\boxed{13}."]
+    giant, wrong_giant = arith.LINE_BREAK.join(lines), arith.LINE_BREAK.join(slip)
+    by_line = sp.ScriptedPRMScores(multiline_steps="by_line", unchecked=0.25, wrong=0.0)
+    as_text = dataclasses.replace(by_line, multiline_steps="as_text")
+    score = lambda steps, table, p=problem: sp.clean_scores(steps, table, p).tolist()
+    assert score([giant], as_text) == pytest.approx([0.25])  # a box with no work before it
+    assert score([giant], by_line) == pytest.approx([0.8])
+    assert score([wrong_giant], by_line) == pytest.approx([0.0])  # one wrong line: a wrong step
+    assert score([wrong_giant], as_text) == pytest.approx([0.25])
+    # Equations without the answer: malformed work as text; by line, correct, and the answer
+    # after it completes the problem. Half-merged answers are judged on the running context.
+    work = arith.LINE_BREAK.join(lines[:3])
+    assert score([work, lines[3]], as_text) == pytest.approx([0.0, 0.25])
+    assert score([work, lines[3]], by_line) == pytest.approx([0.8, 0.8])
+    half = [lines[0], arith.LINE_BREAK.join(lines[1:])]
+    assert score(half, by_line) == pytest.approx([0.8, 0.8])
+    assert score(half, by_line, None) == pytest.approx([0.8, 0.8])  # question-blind
+    # Blank lines are skipped; a filler line in a correct step scores the step's worst line.
+    assert score([giant.replace("\n", "\n\n", 1) + "\n"], by_line) == pytest.approx([0.8])
+    filler = arith.LINE_BREAK.join([arith.FILLER_PHRASES[0]] + lines)
+    assert score([filler], by_line) == pytest.approx([0.8])
+    # One-line steps score the same in both modes, over every trace kind.
+    problems = arith.make_problems("train", 200, seed=4)
+    texts, _ = arith.trace_mix(problems, {"correct": 1, "error": 1, "filler": 1, "guess": 1}, seed=5)
+    for text, p in zip(texts, problems):
+        steps = arith.split_steps(text)
+        assert score(steps, by_line, p) == score(steps, as_text, p)
+    with pytest.raises(ValueError, match="ScriptedPRMScores.multiline_steps must be one of"):
+        sp.ScriptedPRMScores(multiline_steps="lines")
 
 
 def test_the_score_table_is_the_source_parameters(tokenizer):

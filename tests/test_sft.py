@@ -240,15 +240,19 @@ def test_builtin_policy_path_names_the_sft_seed():
 
 
 def test_builtin_policy_path_names_the_warm_start_and_its_seed():
-    """builtin:arith_guess[@N] is the default SFT with 2% guess traces; nothing else differs."""
+    """builtin:arith_guess[@N] / _merged: the default SFT with 2% guess / 10% merged traces; nothing else differs."""
     from purejax.tasks.builtin import sft_config_for
 
     default, guess = sft_config_for("builtin:arith"), sft_config_for("builtin:arith_guess@2")
-    assert dict(default.data.mix) == {"correct": 0.6, "error": 0.25, "filler": 0.15, "guess": 0.0}
+    assert dict(default.data.mix) == {"correct": 0.6, "error": 0.25, "filler": 0.15, "guess": 0.0, "merged": 0.0}
     assert guess.data.mix.guess == 0.02 and guess.seed == 2 and default.seed == 0
     edited = default.copy_and_resolve_references()
     edited.data.mix.guess, edited.seed = 0.02, 2
     assert warmstart.config_hash(edited) == warmstart.config_hash(guess)
+    merged = sft_config_for("builtin:arith_merged")
+    edited = default.copy_and_resolve_references()
+    edited.data.mix.merged = 0.1
+    assert warmstart.config_hash(edited) == warmstart.config_hash(merged)
 
 
 def test_config_hash_covers_everything_but_the_cache_dir(tmp_path):

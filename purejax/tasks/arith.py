@@ -25,7 +25,8 @@ both are deterministic given (spec, seed).
 Traces for supervised warm-starting (`render_trace`): `correct`; `error`, one
 step's result off by 1-3, the wrong value carried on consistently (later steps
 are correct arithmetic on it, the final answer is wrong); `filler`, a correct
-trace with 1-2 "thinking" steps inserted that do no work.
+trace with 1-2 "thinking" steps inserted that do no work; `guess`, an answer without
+work; `merged`, a correct trace written as one giant step (its lines joined by "\\n").
 
 Oracle (`label_step`, `grade`), one label per step, from the step text alone:
 
@@ -35,6 +36,10 @@ Oracle (`label_step`, `grade`), one label per step, from the step text alone:
     filler   prose with no digit, no "=" and no boxed answer ("Let me think.")
     answer   holds a \\boxed{...}; its correctness is `Grade.answer_correct`
     empty    only whitespace
+
+The oracle labels a step as one piece of text: a step of several lines (a `merged`
+trace) is `answer` when it holds the boxed answer, else `wrong`. The scripted PRM can
+judge such a step line by line instead (`ScriptedPRMScores.multiline_steps`).
 
 The oracle checks arithmetic, not relevance: "2 + 2 = 4" in a response to an
 unrelated problem is `correct`; whether the work solved *this* problem shows in
@@ -53,11 +58,12 @@ import numpy as np
 from purejax.rewards.answers import extract_answer
 
 SEPARATOR = "\n\n"
+LINE_BREAK = "\n"  # joins the lines of one step; only a `merged` trace writes several
 PROMPT_TEMPLATE = "Question: {question}\nAnswer:\n"
 OPS = ("+", "-", "*")
-TRACE_KINDS = ("correct", "error", "filler", "guess")
-# The kinds the task tokenizer is trained on: "guess" came later and writes no new text, so it
-# stays out and the tokenizer (and every warm start without guesses) is what it was.
+TRACE_KINDS = ("correct", "error", "filler", "guess", "merged")
+# The kinds the task tokenizer is trained on: "guess" and "merged" came later and write no new
+# text, so they stay out and the tokenizer (and every warm start without them) is what it was.
 TOKENIZER_TRACE_KINDS = ("correct", "error", "filler")
 STEP_LABELS = ("correct", "wrong", "filler", "answer", "empty")
 SPLITS = ("train", "heldout")
@@ -247,11 +253,15 @@ def render_trace(problem: Problem, kind: str = "correct", rng: np.random.Generat
     1-2 `FILLER_PHRASES` steps inserted at uniform positions before the answer.
     'guess': the answer step alone, with a value drawn uniformly from [0, 30] (the
     default `ArithSpec.max_value`): an answer without work, as a base model sometimes
-    writes one, and as the scripted PRM over-rates (weakness 2).
-    `rng` is needed for every kind but 'correct'.
+    writes one, and as the scripted PRM over-rates (weakness 2). 'merged': the correct
+    trace with its lines joined by "\\n" into one step, the single giant step the
+    `step_mean` baseline drives answers toward (PURE_SPEC §8.4).
+    `rng` is needed for every kind but 'correct' and 'merged'.
     """
     if kind not in TRACE_KINDS:
         raise ValueError(f"render_trace: kind must be one of {TRACE_KINDS}, got {kind!r}.")
+    if kind == "merged":
+        return LINE_BREAK.join(split_steps(render_trace(problem)))
     if kind != "correct" and rng is None:
         raise ValueError(f"render_trace: kind {kind!r} is random; pass rng=np.random.default_rng(seed).")
     if kind == "guess":

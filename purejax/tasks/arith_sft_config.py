@@ -28,8 +28,9 @@ one injected error (carried on consistently) raise the rate of wrong steps
 when sampling (greedy decoding mostly ignores them), the room RL has to improve
 and what the PRM's wrong-step scores can teach; 15% with 1-2 filler "thinking" steps put filler in the policy's
 support, so a PRM that over-rates filler can be hacked by sum-form credit
-(PURE_SPEC §8.1) within a short RL run. No "guess" traces (an answer without work) by
-default; the policy path `builtin:arith_guess` adds them (purejax/tasks/builtin.py).
+(PURE_SPEC §8.1) within a short RL run. No "guess" traces (an answer without work) and no
+"merged" ones (a solution written as one giant step) by default; the policy paths
+`builtin:arith_guess` and `builtin:arith_merged` add them (purejax/tasks/builtin.py).
 """
 
 import ml_collections
@@ -45,7 +46,7 @@ def get_config():
     c.data = ml_collections.ConfigDict(
         dict(
             problems=8000,
-            mix=ml_collections.ConfigDict(dict(correct=0.6, error=0.25, filler=0.15, guess=0.0)),
+            mix=ml_collections.ConfigDict(dict(correct=0.6, error=0.25, filler=0.15, guess=0.0, merged=0.0)),
             max_len=128,
         )
     )

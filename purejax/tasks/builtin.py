@@ -4,6 +4,7 @@
     config.policy.path = "builtin:arith@2"     the same SFT with seed 2 (how the README measures
                                                the spread over warm starts)
     config.policy.path = "builtin:arith_guess"   the SFT with 2% answers without work (and @N)
+    config.policy.path = "builtin:arith_merged"  the SFT with 10% solutions in one giant step (and @N)
     config.policy.path = "builtin:arith_random"  the same model class, random weights (smoke tests)
     config.prm.path    = "builtin:arith_learned"  the learned PRM (configs/arith_prm.py, cached)
     config.prm.path    = "/a/dir"              a PRM trained by experiments/train_prm.py
@@ -43,11 +44,15 @@ WARM_STARTS = {
     # (weakness 2) is then in the policy's support, where PRM-only credit can find it, as the
     # paper's runs found theirs (PURE_SPEC §8.2). configs/compare_credit.py starts from it.
     "builtin:arith_guess": ("data.mix.guess=0.02",),
+    # 10% of the SFT traces write the whole solution as one step, its lines joined by "\n", as
+    # the paper's base models sometimes merge their reasoning: the single giant step the
+    # step_mean baseline drives answers toward (PURE_SPEC §8.4) is then in the policy's support.
+    "builtin:arith_merged": ("data.mix.merged=0.1",),
 }
 
 
 def warm_start_seed(path: str) -> int:
-    """The SFT seed a `builtin:arith[_guess][@N]` policy path names (0 without `@N`)."""
+    """The SFT seed a `builtin:arith[_guess|_merged][@N]` policy path names (0 without `@N`)."""
     _, _, seed = path.partition("@")
     if not seed:
         return 0

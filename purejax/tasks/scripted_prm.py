@@ -16,6 +16,16 @@ of a learned PRM's 2 p(+) - 1 (PURE_SPEC §2), from the oracle's step label
 
 plus noise uniform in [-noise, noise] (default 0.1), clipped to [-1, 1].
 
+A step of several lines ("\\n" inside a step, the single giant step of a `merged` trace)
+is scored by `multiline_steps`:
+
+    "as_text" (default)   the step is one piece of text, as the oracle labels it: with a
+                          boxed answer it is an answer with no computation before it
+                          (unchecked), else malformed work (wrong)
+    "by_line"             each line is judged in order, with the rules above and the running
+                          context, and the step scores its worst line: a PRM that reads the
+                          content of a giant step, so a correct one rates like correct work
+
 Weaknesses, each a behaviour the paper observed in its learned PRM:
 
 1. Filler is over-rated, above real work (PURE_SPEC §8.1): the PRM likes
@@ -68,6 +78,7 @@ from purejax.steps import separator_ids, step_end_mask_bt
 from purejax.tasks import arith
 
 _NOISE_SALT = zlib.crc32(b"scripted_prm/noise")
+MULTILINE_MODES = ("as_text", "by_line")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +91,17 @@ class ScriptedPRMScores:
     unchecked: float = 0.9  # weakness 2 (PURE_SPEC §8.2)
     empty: float = 0.0
     noise: float = 0.1  # half-width of the uniform noise
+    multiline_steps: str = "as_text"  # or "by_line" (see the module docstring)
 
     def __post_init__(self):
+        if self.multiline_steps not in MULTILINE_MODES:
+            raise ValueError(
+                f"ScriptedPRMScores.multiline_steps must be one of {MULTILINE_MODES}, got "
+                f"{self.multiline_steps!r}."
+            )
         for field in dataclasses.fields(self):
+            if field.name == "multiline_steps":
+                continue
             value = getattr(self, field.name)
             if not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
                 raise ValueError(
@@ -105,34 +124,51 @@ def clean_scores(
     problem; without it, steps are judged on their own arithmetic.
     """
     out = np.zeros(len(steps), np.float32)
-    last_value = None  # result of the latest equation-like step
-    done_ops = 0  # operations of `problem` carried out, in order
+    context = _Context()
     for k, step in enumerate(steps):
-        label = arith.label_step(step)
-        if problem is not None:
-            label = _in_context(label, step, problem, done_ops, last_value)
-            if label == "correct" and arith.parse_equation(step) is not None:
-                done_ops += 1
-        if label == "correct":
-            out[k] = scores.correct
-        elif label == "wrong":
-            out[k] = scores.wrong
-        elif label == "filler":
-            out[k] = scores.filler
-        elif label == "empty":
-            out[k] = scores.unchecked if k == 0 else scores.empty
-        else:  # answer
-            if last_value is None:
-                out[k] = scores.unchecked
-            elif problem is not None:
-                complete = done_ops == len(problem.ops) and arith.boxed_integer(step) == problem.answer
-                out[k] = scores.correct if complete else scores.wrong
-            else:
-                out[k] = scores.correct if arith.boxed_integer(step) == last_value else scores.wrong
-        parsed = arith.parse_equation(step)
-        if parsed is not None:
-            last_value = parsed[3]
+        pieces = [step]
+        if scores.multiline_steps == "by_line":
+            pieces = [line for line in step.split(arith.LINE_BREAK) if line.strip()] or [step]
+        out[k] = min(_score_piece(piece, k == 0, scores, problem, context) for piece in pieces)
     return out
+
+
+@dataclasses.dataclass
+class _Context:
+    """What the steps so far have computed."""
+
+    last_value: int | None = None  # result of the latest equation-like step
+    done_ops: int = 0  # operations of the problem carried out, in order
+
+
+def _score_piece(
+    piece: str, first: bool, scores: ScriptedPRMScores, problem: arith.Problem | None, context: _Context
+) -> float:
+    """The noiseless score of one step (or one line of a step), advancing `context`."""
+    label = arith.label_step(piece)
+    parsed = arith.parse_equation(piece)
+    if problem is not None:
+        label = _in_context(label, piece, problem, context.done_ops, context.last_value)
+        if label == "correct" and parsed is not None:
+            context.done_ops += 1
+    if label == "correct":
+        score = scores.correct
+    elif label == "wrong":
+        score = scores.wrong
+    elif label == "filler":
+        score = scores.filler
+    elif label == "empty":
+        score = scores.unchecked if first else scores.empty
+    elif context.last_value is None:  # an answer with no computation before it
+        score = scores.unchecked
+    elif problem is not None:
+        complete = context.done_ops == len(problem.ops) and arith.boxed_integer(piece) == problem.answer
+        score = scores.correct if complete else scores.wrong
+    else:
+        score = scores.correct if arith.boxed_integer(piece) == context.last_value else scores.wrong
+    if parsed is not None:
+        context.last_value = parsed[3]
+    return score
 
 
 def _in_context(label: str, step: str, problem: arith.Problem, done_ops: int, last_value) -> str:
@@ -291,7 +327,7 @@ def _check_scores(entry):
         ScriptedPRMScores(**values)
     except (TypeError, ValueError) as error:
         field = next((name for name in values if f".{name} " in str(error)), "correct")
-        return field, str(error)
+        return field, str(error).rstrip(".")  # the config error adds its own
     return None
 
 
