@@ -16,7 +16,10 @@ own RLOO baseline), not the main job's hard min.
 
 `--config.policy.path=builtin:arith_guess` starts every arm from a warm start that sometimes
 answers without work, the answer the scripted PRM over-rates (README, "With the PRM's hack
-in the policy's support").
+in the policy's support"). `--config.policy.path=builtin:arith_merged` with
+`--config.rewards.prm.multiline_steps=by_line` starts from one that sometimes writes its
+solution as one giant step, judged line by line (README, "Finding 3 with a giant step in the
+policy's support").
 """
 
 from configs import arith_pure, common
