@@ -59,10 +59,14 @@ def _finish(procs, timeout=600):
         except subprocess.TimeoutExpired:
             for p in procs:
                 p.kill()
-            pytest.fail("mesh trainer worker timed out")
+            tails = [_tail(p.communicate()[0]) for p in procs]  # where each worker was stuck
+            pytest.fail(f"mesh trainer worker timed out after {timeout} s:\n" + "\n---\n".join(tails))
         if proc.returncode:
-            tail = "\n".join(line for line in out.splitlines() if "spmd_partitioner" not in line)[-3000:]
-            pytest.fail(f"worker exit code {proc.returncode}:\n{tail}")
+            pytest.fail(f"worker exit code {proc.returncode}:\n{_tail(out)}")
+
+
+def _tail(out: str) -> str:
+    return "\n".join(line for line in (out or "").splitlines() if "spmd_partitioner" not in line)[-3000:]
 
 
 def _free_port() -> int:
