@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 
 
 def multiprocess_environment(environ=None) -> str | None:
@@ -49,3 +50,19 @@ def initialize(config, environ=None) -> bool:
         process_id=int(d.process_id) if int(d.process_id) >= 0 else None,
     )
     return True
+
+
+def same_on_every_process(tree):
+    """`tree` of host arrays as process 0 holds it, on every process (as is on one process).
+
+    Each process scores the whole rollout on its own host, and a host-side reward can differ
+    between processes: a verifier item that misses its deadline on a loaded host scores `wrong`
+    there only. Each process then fills its own devices' slices of the global batch
+    (`Partitioner.put`), so differing values would silently train on a mix of two batches.
+    Taking process 0's values costs one small collective per step.
+    """
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(tree))

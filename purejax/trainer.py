@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from purejax import checkpoint as checkpoint_lib
 from purejax import config as config_lib
 from purejax import data as data_lib
+from purejax import distributed
 from purejax import metrics_log
 from purejax import monitors
 from purejax import preemption
@@ -281,15 +282,20 @@ class Trainer:
             for s, seed in enumerate(self.seeds)
         ]
         t2 = time.perf_counter()
+        rewards = distributed.same_on_every_process(
+            {
+                "step_rewards": np.stack([x.composed.step_r_bt for x in scored]).astype(np.float32),
+                "seq_rewards": np.stack([x.composed.seq_r_b for x in scored]).astype(np.float32),
+                "dense_rewards": np.stack([x.composed.dense_r_bt for x in scored]).astype(np.float32),
+            }
+        )
         batch = train_step_lib.RolloutBatch(
             prompt_ids=prompt_ids,
             prompt_mask=prompt_mask,
             response_ids=tokens,
             response_mask=mask,
             step_end=step_end,
-            step_rewards=np.stack([x.composed.step_r_bt for x in scored]).astype(np.float32),
-            seq_rewards=np.stack([x.composed.seq_r_b for x in scored]).astype(np.float32),
-            dense_rewards=np.stack([x.composed.dense_r_bt for x in scored]).astype(np.float32),
+            **rewards,
         )
         if self.partitioner is None:
             batch = jax.tree.map(jnp.asarray, batch)

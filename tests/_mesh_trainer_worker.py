@@ -9,7 +9,9 @@ subprocess, because jax fixes its device count (and its process group) when it s
 --stop-after  stop after N steps (as a preempted run stops);
 --rollout-tensor T  sample in the decode layout (config.rollout.mesh_tensor = T; 0: training layout);
 --process     this is process I of N (multi-host on one machine: jax.distributed over localhost,
-              each process with its own simulated CPU devices).
+              each process with its own simulated CPU devices);
+--skew-rewards  process 1 scores every step 0.5 higher than process 0 does (a host whose
+              host-side rewards differ, as a verifier deadline missed under load makes them).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--rollout-tensor", type=int, default=0)
     parser.add_argument("--process", default="0/1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--skew-rewards", action="store_true")
     args = parser.parse_args()
     process_id, num_processes = (int(v) for v in args.process.split("/"))
 
@@ -52,6 +55,18 @@ def main() -> None:
 
     from purejax import tasks
     from purejax import trainer as trainer_lib
+
+    if args.skew_rewards and process_id == 1:
+        from purejax import scoring
+
+        score_rollout = scoring.score_rollout
+
+        def skewed(*a, **k):
+            scored = score_rollout(*a, **k)
+            composed = scored.composed._replace(step_r_bt=scored.composed.step_r_bt + 0.5)
+            return scored._replace(composed=composed)
+
+        scoring.score_rollout = skewed
 
     with config.unlocked():
         config.mesh.update(data=args.mesh[0], fsdp=args.mesh[1], tensor=args.mesh[2])

@@ -9,7 +9,8 @@ group at start-up, all with the same XLA flags:
   multi-host  a copy of that workdir resumed and finished by 2 processes x 4 simulated devices
               joined by jax.distributed over localhost, on one (1, 4, 2) mesh across both (a
               checkpoint restored onto another mesh shape and another process group), sharing
-              one workdir as hosts of a pod share one.
+              one workdir as hosts of a pod share one. Process 1 scores every step 0.5 higher
+              than process 0 (a host whose rewards differ): the run must train on process 0's.
 Both sample in the decode layout (rollout.mesh_tensor=2: weights laid out once per step,
 replicated over the data groups, tensor-parallel over 2 inside one).
 
@@ -38,8 +39,10 @@ from tests._simulated import ROOT
 
 
 
-def _launch(workdir, mesh, devices, stop_after=None, process=None, port=0, rollout_tensor=0):
+def _launch(workdir, mesh, devices, stop_after=None, process=None, port=0, rollout_tensor=0, skew=False):
     command = [sys.executable, "-m", "tests._mesh_trainer_worker", str(workdir), "--mesh", mesh]
+    if skew:
+        command += ["--skew-rewards"]
     if stop_after:
         command += ["--stop-after", str(stop_after)]
     if rollout_tensor:
@@ -84,7 +87,7 @@ def runs(tmp_path_factory):
     port = _free_port()
     _finish(
         [
-            _launch(root / "multihost", "1,4,2", 4, process=f"{i}/2", port=port, rollout_tensor=2)
+            _launch(root / "multihost", "1,4,2", 4, process=f"{i}/2", port=port, rollout_tensor=2, skew=True)
             for i in range(2)
         ]
     )
