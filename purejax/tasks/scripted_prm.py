@@ -100,7 +100,7 @@ class ScriptedPRMScores:
                 f"{self.multiline_steps!r}."
             )
         for field in dataclasses.fields(self):
-            if field.name == "multiline_steps":
+            if field.type != "float":  # the scores and the noise; multiline_steps is checked above
                 continue
             value = getattr(self, field.name)
             if not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
