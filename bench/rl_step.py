@@ -87,7 +87,8 @@ def main():
     out, sample_s = _timed(
         lambda: sample(policy, prompt_ids, prompt_mask, t, jax.random.PRNGKey(0), temperature=1.0)
     )
-    separator = jnp.asarray(rng.choice(args.vocab, 400, replace=False), jnp.int32)  # ~1% step ends
+    n_separators = min(400, max(1, args.vocab // 80))  # ~1% step ends
+    separator = jnp.asarray(rng.choice(args.vocab, n_separators, replace=False), jnp.int32)
     prm_fn = jax.jit(lambda ids, mask: prm(ids, mask))
 
     @jax.jit

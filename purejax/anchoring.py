@@ -114,12 +114,11 @@ def plot(rows: Sequence[dict], path: str) -> str:
     """Onset step and final accuracy against the guess score, one line per arm (seed mean,
     min-max bars; a seed that never drifts counts at its last step, drawn hollow)."""
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_onset, ax_final) = plt.subplots(1, 2, figsize=(11, 3.8))
-    colors = plt.get_cmap("tab10")
+    fig = Figure(figsize=(11, 3.8))
+    ax_onset, ax_final = fig.subplots(1, 2)
+    colors = matplotlib.colormaps["tab10"]
     for i, arm in enumerate(dict.fromkeys(r["arm"] for r in rows)):
         mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["score"])
         x = np.array([r["score"] for r in mine]) + 0.012 * (i - 1)  # side by side

@@ -252,14 +252,13 @@ def _mean_curves(workdir, arm, num_seeds, first_seed):
 def plot_sweep(workdir: str, arms: Sequence[Arm], num_seeds: int, path: str, first_seed: int = 0) -> str:
     """One panel per curve, one line per arm (seed mean, shaded min-max over seeds)."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     cols = 3
     rows = math.ceil(len(CURVES) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.4 * rows), squeeze=False)
-    colors = plt.get_cmap("tab10")
+    fig = Figure(figsize=(5.0 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    colors = matplotlib.colormaps["tab10"]
     for i, arm in enumerate(arms):
         curves = _mean_curves(workdir, arm, num_seeds, first_seed)
         for ax, (key, title) in zip(axes.flat, CURVES):

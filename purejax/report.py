@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Sequence
 
 from purejax.metrics_log import read_metrics
@@ -35,14 +36,12 @@ def series(records: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
 
 def plot_runs(runs: dict[str, Sequence[dict]], path: str, curves=CURVES) -> str:
     """One panel per curve, one line per run; returns the PNG path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global state, so any thread may draw
 
     cols = 4
     rows = math.ceil(len(curves) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (key, title) in zip(axes.flat, curves):
         keys = key if isinstance(key, tuple) else (key,)
         for axis, k, style in zip((ax, ax.twinx() if len(keys) > 1 else None), keys, ("-", "--")):
@@ -61,17 +60,41 @@ def plot_runs(runs: dict[str, Sequence[dict]], path: str, curves=CURVES) -> str:
 
 
 def save_figure(fig, path: str) -> str:
-    """Lays out, writes (whole or not at all: a temporary file renamed into place) and closes
-    a matplotlib figure; returns the PNG path."""
-    import matplotlib.pyplot as plt
-
+    """Lays out and writes a matplotlib figure, whole or not at all (a temporary file renamed
+    into place); returns the PNG path."""
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp.png"
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+class LivePlots:
+    """Redraws runs' curves.png on one background thread, so training never waits for matplotlib
+    (about 0.8 s a figure on a CPU, 10 s over a 3-seed, 100-step run).
+
+    `redraw(run_dirs)` queues a redraw of each directory from its metrics.jsonl as written so
+    far; `close()` waits for the queued ones. A figure that fails to draw is reported on stderr
+    once the run closes, and never stops training.
+    """
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="purejax-plots")
+        self._pending = []
+
+    def redraw(self, run_dirs: Sequence[str]) -> None:
+        self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
+        self._pending.extend(self._pool.submit(plot_run, d) for d in run_dirs)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        errors = sorted({repr(f.exception()) for f in self._pending if f.exception() is not None})
+        for error in errors:
+            print(f"purejax: curves.png not redrawn: {error}", file=sys.stderr)
+        self._pending = []
 
 
 def _sparkline(values: Sequence[float], width: int = 24) -> str:

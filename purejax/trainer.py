@@ -191,7 +191,7 @@ class Trainer:
         desc = "PURE" if len(self.seeds) == 1 else f"PURE x{len(self.seeds)} seeds"
         quiet = not self.show_progress or jax.process_index() != 0
         bar = tqdm(total=total, initial=start, desc=desc, disable=quiet, dynamic_ncols=True)
-        stop = preemption.StopRequest()
+        stop, plots = preemption.StopRequest(), report.LivePlots()
         try:
             if start == 0:
                 summaries = [w.write(0, record) for w, record in zip(writers, self.evaluate())]
@@ -203,8 +203,7 @@ class Trainer:
                         record.update(accuracy)
                 summaries = [writer.write(done, record) for writer, record in zip(writers, records)]
                 if evaluated and jax.process_index() == 0:  # curves.png follows the run, not only its end
-                    for run_dir in self.run_dirs:
-                        report.plot_run(run_dir)
+                    plots.redraw(self.run_dirs)
                 preempted = stop.agreed()
                 if done % int(c.checkpoint_every) == 0 or done == total or preempted:
                     self._checkpoint(done)
@@ -224,6 +223,7 @@ class Trainer:
                 self.export()
         finally:
             stop.close()
+            plots.close()
             bar.close()
             for writer in writers:
                 writer.close()
@@ -302,30 +302,32 @@ class Trainer:
         else:
             rows = self.partitioner.seed_stacked(self.partitioner.batch())
             batch = self.partitioner.put(batch, jax.tree.map(lambda _: rows, batch))
+        # The update is dispatched asynchronously: the rollout's host-side statistics (lengths,
+        # repetition, hacking alarms) and samples are computed while it runs, not after.
         self.state, update_metrics = self.update(self.state, batch, self.update_keys)
+        records = []
+        for s, x in enumerate(scored):
+            record = {"train/lr": float(self.lr(step))}  # the rate this step's updates used
+            record.update(
+                scoring.rollout_record(self.config, self.monitors[s], x, tokens[s], mask[s], step_end[s], self.eos_ids)
+            )
+            records.append(record)
+            if (step + 1) % int(self.config.logging.sample_every) == 0:
+                rows = scoring.sample_rows(self.task, prompt_index[s], x, every=self.k)
+                metrics_log.write_samples(self.run_dirs[s], step + 1, rows)
         update_metrics = sharding.fetch(update_metrics)
         t3 = time.perf_counter()
         timing = {
             "train/time/sample_s": t1 - t0,
             "train/time/score_s": t2 - t1,
-            "train/time/update_s": t3 - t2,
+            "train/time/update_s": t3 - t2,  # wall time to the update's metrics, host statistics overlapped
             "train/time/tokens_per_s": float(mask.sum()) / max(t1 - t0, 1e-9),
         }
         # Verifier trouble of this step (machine-dependent, like the timings): items past the
         # batch deadline scored `wrong`, items requeued from dead workers, restarts, timeouts.
         after = verifier.pool_stats()
         timing.update({f"train/verifier/{k}": float(after[k] - verifier_before[k]) for k in after})
-        records = []
-        for s, x in enumerate(scored):
-            record = {f"train/{k}": float(v[s]) for k, v in update_metrics.items()}
-            record["train/lr"] = float(self.lr(step))  # the rate this step's updates used
-            monitor = self.monitors[s]
-            record.update(
-                scoring.rollout_record(self.config, monitor, x, tokens[s], mask[s], step_end[s], self.eos_ids)
-            )
-            record.update(timing)
-            records.append(record)
-            if (step + 1) % int(self.config.logging.sample_every) == 0:
-                rows = scoring.sample_rows(self.task, prompt_index[s], x, every=self.k)
-                metrics_log.write_samples(self.run_dirs[s], step + 1, rows)
-        return records
+        return [
+            {**{f"train/{k}": float(v[s]) for k, v in update_metrics.items()}, **record, **timing}
+            for s, record in enumerate(records)
+        ]

@@ -10,7 +10,7 @@ import types
 import pytest
 
 from purejax import config as config_lib
-from purejax import metrics_log, tasks
+from purejax import metrics_log, report, tasks
 from purejax import trainer as trainer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,6 +58,20 @@ def test_tensorboard_holds_the_learning_rate_metrics_and_the_config(smoke_run):
 def test_plots_are_redrawn_at_every_evaluation(smoke_run):
     _, workdir = smoke_run  # stopped at step 2 of 4, an evaluation step: not the end of the run
     assert (workdir / "plots" / "curves.png").stat().st_size > 0
+
+
+def test_live_plots_draw_off_the_training_thread_and_a_failed_figure_never_stops_the_run(tmp_path, capsys):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    writer = metrics_log.MetricsWriter(str(good), tensorboard=False)
+    writer.write(1, {"eval/accuracy": 0.5, "train/entropy": 1.0})
+    writer.close()
+    os.makedirs(bad / "metrics.jsonl")  # a directory where the file should be: open() fails
+    plots = report.LivePlots()
+    plots.redraw([str(good), str(bad)])
+    plots.close()  # waits for both; the failure is reported, not raised
+    assert (good / "plots" / "curves.png").stat().st_size > 10_000
+    assert not (bad / "plots").exists()
+    assert "curves.png not redrawn" in capsys.readouterr().err
 
 
 def test_wandb_missing_warns_and_a_resume_continues_the_same_run(tmp_path, monkeypatch):
