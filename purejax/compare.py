@@ -137,9 +137,9 @@ def run_sweep(
 ) -> dict:
     """Trains every arm (resuming unfinished ones); returns {arm slug: wall seconds of this call}.
 
-    `build_task(config)` gives the task the arms share (`purejax.tasks.build_task`).
+    `build_task(config, show_progress)` gives the task the arms share (`purejax.tasks.build_task`).
     """
-    task = build_task(arm_config(base, arms[0], num_seeds))
+    task = build_task(arm_config(base, arms[0], num_seeds), show_progress=show_progress)
     walls = {}
     for i, arm in enumerate(arms):
         config = arm_config(base, arm, num_seeds)

@@ -55,6 +55,20 @@ def test_unknown_arm_names_the_choices():
         compare.select_arms(["summ"])
 
 
+def test_a_quiet_sweep_builds_its_warm_start_quietly(base, tmp_path):
+    """--quiet reaches the warm start's SFT too, not only the RL progress bars."""
+
+    class Built(Exception):
+        pass
+
+    def build_task(config, show_progress=True):
+        raise Built(show_progress)
+
+    with pytest.raises(Built) as built:
+        compare.run_sweep(base, compare.select_arms(["pure_prm"]), 1, str(tmp_path), build_task, show_progress=False)
+    assert built.value.args == (False,)
+
+
 def _fake_run(directory, accuracy, steps_mean, frac_1_step, alarm_at=None, n=20):
     """metrics.jsonl of a run whose curves go linearly from the first to the second value."""
     writer = MetricsWriter(str(directory), resume_step=-1, tensorboard=False, wandb_project=None, config={})
