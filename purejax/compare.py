@@ -179,15 +179,18 @@ def arm_results(workdir: str, arm: Arm, num_seeds: int, first_seed: int = 0, eva
     """Per-seed numbers of one arm, and their mean/std (`eval_count`: held-out prompts per
     evaluation, for runs whose records predate `eval/count`)."""
     runs = [
-        read_metrics(os.path.join(d, "metrics.jsonl")) for d in seed_dirs(workdir, arm, num_seeds, first_seed)
+        (seed, read_metrics(os.path.join(d, "metrics.jsonl")))
+        for seed, d in zip(range(first_seed, first_seed + num_seeds), seed_dirs(workdir, arm, num_seeds, first_seed))
     ]
-    runs = [r for r in runs if r]
     per_seed = []
-    for records in runs:
+    for seed, records in runs:
+        if not records:
+            continue
         _, accuracy = report.series(records, "eval/accuracy")
         _, count = report.series(records, "eval/count")
         per_seed.append(
             {
+                "seed": seed,
                 "steps": int(records[-1]["step"]),
                 "eval_count": int(count[-1]) if count else eval_count,
                 "accuracy_start": accuracy[0] if accuracy else math.nan,
@@ -271,7 +274,8 @@ def plot_sweep(workdir: str, arms: Sequence[Arm], num_seeds: int, path: str, fir
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("RL step", fontsize=8)
             ax.tick_params(labelsize=7)
-    axes.flat[0].legend(fontsize=7, loc="best")
+    if axes.flat[0].get_legend_handles_labels()[0]:  # no held-out curve yet: no legend to draw
+        axes.flat[0].legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(CURVES) :]:
         ax.axis("off")
     fig.suptitle(f"credit assignment on the arithmetic miniature ({num_seeds} seeds per arm)", fontsize=11)
@@ -323,12 +327,50 @@ PRM_ONLY_MIN_FORM = ("pure_prm", "soft_min_t0.01", "soft_min_t1", "min", "worst_
 DRIFT_POINTS = 5.0  # a seed has drifted when it ends this far below its best accuracy, or alarmed
 
 
+def seed_drifted(seed: dict) -> bool:
+    """A seed ended >= DRIFT_POINTS below its best accuracy, or raised an alarm."""
+    return 100 * (seed["accuracy_best"] - seed["accuracy_final"]) >= DRIFT_POINTS or seed["first_alarm"] is not None
+
+
 def drifted_seeds(result: dict) -> int:
-    """Seeds of an arm that ended >= DRIFT_POINTS below their best accuracy, or raised an alarm."""
-    return sum(
-        100 * (s["accuracy_best"] - s["accuracy_final"]) >= DRIFT_POINTS or s["first_alarm"] is not None
-        for s in result["per_seed"]
+    """Seeds of an arm that drifted (`seed_drifted`)."""
+    return sum(seed_drifted(s) for s in result["per_seed"])
+
+
+def held_where_drifted(anchored: dict, drifting: dict) -> tuple[int, int]:
+    """(seeds where `anchored` held, seeds where `drifting` drifted), over the seeds both ran:
+    the paired count behind finding 5 (VR held *that* seed, not just as many seeds)."""
+    anchored_by_seed = {s["seed"]: s for s in anchored["per_seed"]}
+    pairs = [(anchored_by_seed[s["seed"]], s) for s in drifting["per_seed"] if s["seed"] in anchored_by_seed]
+    drifted = [a for a, d in pairs if seed_drifted(d)]
+    return sum(not seed_drifted(a) for a in drifted), len(drifted)
+
+
+def seed_table(results: Sequence[dict]) -> str:
+    """One row per seed, one column per arm: final accuracy (best), 1-step answers at the end,
+    and the first alarm; bold where the seed drifted. Pairs the arms seed by seed."""
+    seeds = sorted({s["seed"] for r in results for s in r["per_seed"]})
+    lines = ["| seed | " + " | ".join(r["arm"] for r in results) + " |", "|---" * (len(results) + 1) + "|"]
+    for seed in seeds:
+        cells = []
+        for r in results:
+            s = next((s for s in r["per_seed"] if s["seed"] == seed), None)
+            if s is None:
+                cells.append("")
+                continue
+            final = f"{100 * s['accuracy_final']:.1f}"
+            alarm = "" if s["first_alarm"] is None else f", alarm at {s['first_alarm']}"
+            cells.append(
+                f"{f'**{final}**' if seed_drifted(s) else final} (best {100 * s['accuracy_best']:.1f}), "
+                f"{100 * s['frac_1_step']:.0f}% 1-step{alarm}"
+            )
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    lines.append(
+        f"\nPer seed: final held-out accuracy (best), in bold where the seed drifted (ended >= "
+        f"{DRIFT_POINTS:.0f} points below its best, or alarmed); 1-step answers: sampled, mean over the "
+        "last 20% of steps; alarm at N: the first step a reward-hacking alarm fired."
     )
+    return "\n".join(lines)
 
 
 def findings(results: dict[str, dict]) -> list[dict]:
@@ -413,14 +455,15 @@ def findings(results: dict[str, dict]) -> list[dict]:
         # with one drifting seed of three, a stable PURE-PRM+VR may only be a delay, and a tie
         # of two stable arms shows nothing.
         p = results["pure_prm"]
+        held, drifted = held_where_drifted(r, p)
         add(
             "5. PURE-PRM+VR stays anchored where PURE-PRM drifts",
             drifted_seeds(r) == 0 and 2 * drifted_seeds(p) > p["seeds"] and acc("pure_prm_vr") >= acc("pure_prm"),
             f"PURE-PRM+VR drifted in {drifted_seeds(r)}/{r['seeds']} seeds, final "
             f"{acc('pure_prm_vr'):.1f} (best {acc('pure_prm_vr', 'accuracy_best'):.1f}, 1-step answers "
             f"{100 * r['frac_1_step']:.0f}%); PURE-PRM final {acc('pure_prm'):.1f}, drifted in "
-            f"{drifted_seeds(results['pure_prm'])}/{results['pure_prm']['seeds']} (1-step answers "
-            f"{100 * results['pure_prm']['frac_1_step']:.0f}%)",
+            f"{drifted_seeds(p)}/{p['seeds']} (1-step answers {100 * p['frac_1_step']:.0f}%); "
+            f"PURE-PRM+VR held in {held} of the {drifted} seeds where PURE-PRM drifted",
         )
     return out
 
@@ -437,7 +480,7 @@ def write_report(workdir: str, arms, num_seeds: int, first_seed: int = 0, walls=
         os.path.join(workdir, "curves.png"),
         first_seed,
     )
-    lines = [table(list(results.values())), "", "Findings (PURE_SPEC §8):", ""]
+    lines = [table(list(results.values())), "", seed_table(list(results.values())), "", "Findings (PURE_SPEC §8):", ""]
     lines += [f"- {'shown' if f['shown'] else 'NOT shown'}: {f['finding']} ({f['evidence']})" for f in found]
     if walls:
         lines += ["", f"Wall time of this call: {sum(walls.values()) / 60:.1f} min"]

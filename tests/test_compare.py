@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -150,6 +151,39 @@ def test_finding_5_needs_a_drifting_pure_prm(tmp_path):
     payload = compare.write_report(str(tmp_path), compare.select_arms(["pure_prm", "pure_prm_vr"]), 2, 0)
     shown = {f["finding"][:2]: f["shown"] for f in payload["findings"]}
     assert shown == {"4.": True, "5.": True}
+
+
+def test_the_seed_table_pairs_arms_by_seed_and_counts_where_vr_held(tmp_path):
+    # Seeds 3-5 (first_seed=3). PURE-PRM drifts in seeds 3 and 4 (8 points below best; an
+    # alarm); PURE-PRM+VR drifts in seed 4 only and holds in seed 5, where PURE-PRM held:
+    # held in 1 of the 2 seeds where PURE-PRM drifted, though each arm counts its own drifts.
+    seeds = {
+        "pure_prm": [((0.44, 0.52, 0.44), (4.4, 3.0), (0.0, 0.3), None),
+                     ((0.44, 0.50, 0.49), (4.4, 1.5), (0.0, 0.8), 12),
+                     ((0.44, 0.51, 0.50), (4.4, 4.3), (0.0, 0.0), None)],
+        "pure_prm_vr": [((0.44, 0.53, 0.55), (4.4, 4.3), (0.0, 0.0), None),
+                        ((0.44, 0.60, 0.40), (4.4, 4.3), (0.0, 0.1), None),
+                        ((0.44, 0.53, 0.54), (4.4, 4.3), (0.0, 0.0), None)],
+    }
+    for slug, runs in seeds.items():
+        for s, (acc, steps_mean, frac1, alarm) in enumerate(runs):
+            _fake_run(tmp_path / slug / f"seed_{3 + s}", acc, steps_mean, frac1, alarm)
+    payload = compare.write_report(str(tmp_path), compare.select_arms(list(seeds)), 3, first_seed=3)
+    results = payload["results"]
+    assert [s["seed"] for s in results["pure_prm"]["per_seed"]] == [3, 4, 5]
+    assert compare.held_where_drifted(results["pure_prm_vr"], results["pure_prm"]) == (1, 2)
+    finding_5 = payload["findings"][-1]
+    assert not finding_5["shown"] and "held in 1 of the 2 seeds where PURE-PRM drifted" in finding_5["evidence"]
+    text = (tmp_path / "results.md").read_text()
+    assert "| seed | PURE-PRM (soft_min T=0.1) | PURE-PRM+VR (soft_min T=0.1, 10% VR) |" in text
+    # frac_1_step ramps 0 -> 0.3: the mean over steps 17..20 is 0.3 * 18.5 / 20 = 28%.
+    assert "| 3 | **44.0** (best 52.0), 28% 1-step | 55.0 (best 55.0), 0% 1-step |" in text
+    assert "| 4 | **49.0** (best 50.0), 74% 1-step, alarm at 12 | **40.0** (best 60.0), 9% 1-step |" in text
+    # A seed only one arm ran: an empty cell, and no pair.
+    shutil.rmtree(tmp_path / "pure_prm_vr" / "seed_3")
+    results = compare.write_report(str(tmp_path), compare.select_arms(list(seeds)), 3, first_seed=3)["results"]
+    assert compare.held_where_drifted(results["pure_prm_vr"], results["pure_prm"]) == (0, 1)
+    assert "| 3 | **44.0** (best 52.0), 28% 1-step |  |" in (tmp_path / "results.md").read_text()
 
 
 def test_cli_rejects_bad_arguments(tmp_path):
