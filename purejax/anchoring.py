@@ -11,7 +11,8 @@ drifting says its PRM's margin was.
 
 This module reads sweeps of `compare` arms, one per guess score (`score_dir`), and tables per
 arm and score the first step at which half the sampled answers are one step (the onset of
-the takeover, or none within the run), with best and final held-out accuracy.
+the takeover, or none within the run), with best and final held-out accuracy and the deepest
+fall below the best so far (a takeover the policy later recovers from leaves final == best).
 `experiments/anchoring_map.py` runs the sweeps and writes map.md, map.json and map.png.
 """
 
@@ -61,6 +62,7 @@ def arm_row(records_per_seed: Sequence[Sequence[dict]], score: float, arm_name: 
                 "steps": int(records[-1]["step"]),
                 "best": max(accuracy) if accuracy else math.nan,
                 "final": accuracy[-1] if accuracy else math.nan,
+                "dip": compare.deepest_dip(np.array(accuracy, float)),
                 "early_worst_step": early_worst_step(records),
             }
         )
@@ -87,17 +89,18 @@ def map_results(workdir: str, scores: Sequence[float], arms: Sequence, num_seeds
     return rows
 
 
-def _fmt(values, digits=1, scale=100.0) -> str:
+def _fmt(values, digits=1, scale=100.0, worst=min) -> str:
     values = [v for v in values if math.isfinite(v)]
     if not values:
         return "n/a"
-    return f"{scale * np.mean(values):.{digits}f} (worst {scale * min(values):.{digits}f})"
+    return f"{scale * np.mean(values):.{digits}f} (worst {scale * worst(values):.{digits}f})"
 
 
 def table(rows: Sequence[dict]) -> str:
     lines = [
-        "| guess score | margin | arm | seeds drifted | onset step per seed | best accuracy | final accuracy |",
-        "|---|---|---|---|---|---|---|",
+        "| guess score | margin | arm | seeds drifted | onset step per seed | best accuracy | deepest dip "
+        "| final accuracy |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         onsets = " / ".join("none" if s["onset"] is None else str(s["onset"]) for s in r["per_seed"])
@@ -105,7 +108,7 @@ def table(rows: Sequence[dict]) -> str:
         lines.append(
             f"| {r['score']:+.2f} | {r['margin']:+.2f} | {r['arm']} | {r['drifted']} of {r['seeds']} "
             f"(in {steps} steps) | {onsets} | {_fmt([s['best'] for s in r['per_seed']])} | "
-            f"{_fmt([s['final'] for s in r['per_seed']])} |"
+            f"{_fmt([s['dip'] for s in r['per_seed']], worst=max)} | {_fmt([s['final'] for s in r['per_seed']])} |"
         )
     return "\n".join(lines)
 

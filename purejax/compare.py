@@ -168,6 +168,12 @@ def _tail_mean(records, key, frac=0.2):
     return float(np.mean([v for s, v in zip(steps, values) if s >= cut]))
 
 
+def deepest_dip(accuracy) -> float:
+    """The largest fall of held-out accuracy below its best so far: a collapse the run later
+    recovers from leaves final == best, but not this."""
+    return float(np.max(np.maximum.accumulate(accuracy) - accuracy)) if len(accuracy) else math.nan
+
+
 def _first_alarm(records) -> int | None:
     for r in records:
         if any(v for k, v in r.items() if k.startswith("train/alarm/")):
@@ -196,6 +202,7 @@ def arm_results(workdir: str, arm: Arm, num_seeds: int, first_seed: int = 0, eva
                 "accuracy_start": accuracy[0] if accuracy else math.nan,
                 "accuracy_final": accuracy[-1] if accuracy else math.nan,
                 "accuracy_best": max(accuracy) if accuracy else math.nan,
+                "accuracy_dip": deepest_dip(np.array(accuracy, float)),
                 "steps_per_answer": _tail_mean(records, "train/rollout/steps_mean"),
                 "steps_per_answer_start": report.series(records, "train/rollout/steps_mean")[1][0]
                 if report.series(records, "train/rollout/steps_mean")[1]
@@ -347,8 +354,9 @@ def held_where_drifted(anchored: dict, drifting: dict) -> tuple[int, int]:
 
 
 def seed_table(results: Sequence[dict]) -> str:
-    """One row per seed, one column per arm: final accuracy (best), 1-step answers at the end,
-    and the first alarm; bold where the seed drifted. Pairs the arms seed by seed."""
+    """One row per seed, one column per arm: final accuracy (best), the deepest dip, 1-step
+    answers at the end and the first alarm; bold where the seed drifted. Pairs the arms seed
+    by seed."""
     seeds = sorted({s["seed"] for r in results for s in r["per_seed"]})
     lines = ["| seed | " + " | ".join(r["arm"] for r in results) + " |", "|---" * (len(results) + 1) + "|"]
     for seed in seeds:
@@ -362,13 +370,14 @@ def seed_table(results: Sequence[dict]) -> str:
             alarm = "" if s["first_alarm"] is None else f", alarm at {s['first_alarm']}"
             cells.append(
                 f"{f'**{final}**' if seed_drifted(s) else final} (best {100 * s['accuracy_best']:.1f}), "
-                f"{100 * s['frac_1_step']:.0f}% 1-step{alarm}"
+                f"dip {100 * s['accuracy_dip']:.1f}, {100 * s['frac_1_step']:.0f}% 1-step{alarm}"
             )
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     lines.append(
         f"\nPer seed: final held-out accuracy (best), in bold where the seed drifted (ended >= "
-        f"{DRIFT_POINTS:.0f} points below its best, or alarmed); 1-step answers: sampled, mean over the "
-        "last 20% of steps; alarm at N: the first step a reward-hacking alarm fired."
+        f"{DRIFT_POINTS:.0f} points below its best, or alarmed); dip: the deepest fall below the best "
+        "accuracy so far, in points (a collapse the run recovered from shows here); 1-step answers: "
+        "sampled, mean over the last 20% of steps; alarm at N: the first step a reward-hacking alarm fired."
     )
     return "\n".join(lines)
 

@@ -60,11 +60,12 @@ def test_the_map_from_a_sweep_on_disk(tmp_path):
     assert [(r["score"], r["drifted"]) for r in rows] == [(0.9, 2), (-0.4, 1)]
     assert [s["onset"] for s in rows[0]["per_seed"]] == [12, 15]
     assert rows[0]["margin"] == pytest.approx(0.9 + 0.45)
-    assert rows[1]["per_seed"][1] == {"onset": None, "steps": 30, "best": 0.66, "final": 0.66,
+    assert rows[1]["per_seed"][1] == {"onset": None, "steps": 30, "best": 0.66, "final": 0.66, "dip": 0.0,
                                       "early_worst_step": pytest.approx(-0.45)}  # fmt: skip
     text = open(os.path.join(workdir, "map.md")).read()
-    assert "| +0.90 | +1.35 | PURE-PRM (soft_min T=0.1) | 2 of 2 (in 30 steps) | 12 / 15 | 60.0 (worst 60.0) | 3.0 (worst 3.0) |" in text
-    assert "| -0.40 | +0.05 | PURE-PRM (soft_min T=0.1) | 1 of 2 (in 30 steps) | 25 / none |" in text
+    assert "| +0.90 | +1.35 | PURE-PRM (soft_min T=0.1) | 2 of 2 (in 30 steps) | 12 / 15 | 60.0 (worst 60.0) | 57.0 (worst 57.0) | 3.0 (worst 3.0) |" in text
+    # The deepest dip's worst seed is the largest: 57 points (the drifting seed), not 0.
+    assert "| -0.40 | +0.05 | PURE-PRM (soft_min T=0.1) | 1 of 2 (in 30 steps) | 25 / none | 63.0 (worst 60.0) | 28.5 (worst 57.0) |" in text
     assert json.load(open(os.path.join(workdir, "map.json")))[0]["per_seed"][1]["onset"] == 15
     assert os.path.getsize(os.path.join(workdir, "map.png")) > 10_000
 

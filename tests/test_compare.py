@@ -171,19 +171,24 @@ def test_the_seed_table_pairs_arms_by_seed_and_counts_where_vr_held(tmp_path):
     payload = compare.write_report(str(tmp_path), compare.select_arms(list(seeds)), 3, first_seed=3)
     results = payload["results"]
     assert [s["seed"] for s in results["pure_prm"]["per_seed"]] == [3, 4, 5]
+    # A collapse the run recovers from: final == best, yet the deepest dip shows it.
+    assert compare.deepest_dip(np.array([0.4, 0.6, 0.2, 0.5, 0.7])) == pytest.approx(0.4)
     assert compare.held_where_drifted(results["pure_prm_vr"], results["pure_prm"]) == (1, 2)
     finding_5 = payload["findings"][-1]
     assert not finding_5["shown"] and "held in 1 of the 2 seeds where PURE-PRM drifted" in finding_5["evidence"]
     text = (tmp_path / "results.md").read_text()
     assert "| seed | PURE-PRM (soft_min T=0.1) | PURE-PRM+VR (soft_min T=0.1, 10% VR) |" in text
     # frac_1_step ramps 0 -> 0.3: the mean over steps 17..20 is 0.3 * 18.5 / 20 = 28%.
-    assert "| 3 | **44.0** (best 52.0), 28% 1-step | 55.0 (best 55.0), 0% 1-step |" in text
-    assert "| 4 | **49.0** (best 50.0), 74% 1-step, alarm at 12 | **40.0** (best 60.0), 9% 1-step |" in text
+    assert "| 3 | **44.0** (best 52.0), dip 8.0, 28% 1-step | 55.0 (best 55.0), dip 0.0, 0% 1-step |" in text
+    assert (
+        "| 4 | **49.0** (best 50.0), dip 1.0, 74% 1-step, alarm at 12 | **40.0** (best 60.0), dip 20.0, 9% 1-step |"
+        in text
+    )
     # A seed only one arm ran: an empty cell, and no pair.
     shutil.rmtree(tmp_path / "pure_prm_vr" / "seed_3")
     results = compare.write_report(str(tmp_path), compare.select_arms(list(seeds)), 3, first_seed=3)["results"]
     assert compare.held_where_drifted(results["pure_prm_vr"], results["pure_prm"]) == (0, 1)
-    assert "| 3 | **44.0** (best 52.0), 28% 1-step |  |" in (tmp_path / "results.md").read_text()
+    assert "| 3 | **44.0** (best 52.0), dip 8.0, 28% 1-step |  |" in (tmp_path / "results.md").read_text()
 
 
 def test_cli_rejects_bad_arguments(tmp_path):
