@@ -184,13 +184,11 @@ def _first_alarm(records) -> int | None:
 def arm_results(workdir: str, arm: Arm, num_seeds: int, first_seed: int = 0, eval_count: int = 0) -> dict:
     """Per-seed numbers of one arm, and their mean/std (`eval_count`: held-out prompts per
     evaluation, for runs whose records predate `eval/count`)."""
-    runs = [
-        (seed, read_metrics(os.path.join(d, "metrics.jsonl")))
-        for seed, d in zip(range(first_seed, first_seed + num_seeds), seed_dirs(workdir, arm, num_seeds, first_seed))
-    ]
+    seeds = range(first_seed, first_seed + num_seeds)
     per_seed = []
-    for seed, records in runs:
-        if not records:
+    for seed, d in zip(seeds, seed_dirs(workdir, arm, num_seeds, first_seed)):
+        records = read_metrics(os.path.join(d, "metrics.jsonl"))
+        if not records:  # a seed not run (yet): left out, the others keep their seed numbers
             continue
         _, accuracy = report.series(records, "eval/accuracy")
         _, count = report.series(records, "eval/count")
