@@ -3,7 +3,7 @@
     python -m experiments.seed_spread --workdir runs/seed_spread [--sft-seeds 0 1 2] [--seeds 3]
 
 For each SFT seed N, trains `configs/arith_pure.py` from the warm start `builtin:arith@N`
-with RL seeds 0..seeds-1 vmapped in one run (workdir/sft_N/seed_S, resumable), then
+with RL seeds 0..seeds-1 in one run (workdir/sft_N/seed_S, resumable), then
 prints a table of held-out accuracy before -> after per run, and the mean and the worst
 gain over all runs. The last line printed is one JSON object with those numbers.
 """
@@ -35,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--config", default=os.path.join("configs", "arith_pure.py"))
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--sft-seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--seeds", type=int, default=3, help="RL seeds per warm start (vmapped)")
+    parser.add_argument("--seeds", type=int, default=3, help="RL seeds per warm start (one run)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args, overrides = cli.parse(parser, sys.argv[1:] if argv is None else argv)
     if args.seeds < 1 or any(s < 0 for s in args.sft_seeds):

@@ -42,6 +42,7 @@ from purejax.config_files import apply_override, import_config_module, parse_ove
 from purejax.credit import CREDIT_MODES
 from purejax.data import BENCHMARKS, DATA_DIR, DEFAULT_PROMPT_TEMPLATE, TRAIN_FILE
 from purejax.losses import KL_ESTIMATORS
+from purejax.seed_map import MODES as SEED_MAPS
 from purejax.paged_kv import IMPLS as PAGED_ATTENTION
 from purejax.pure import BASELINES
 from purejax.reductions import LOSS_AGGREGATIONS
@@ -64,6 +65,7 @@ def defaults() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.num_seeds = 1
+    c.seed_map = "auto"  # purejax.seed_map: how num_seeds > 1 maps over the seeds
     c.total_steps = 500  # Qwen2.5-Math runs; 1000 for Qwen2.5-7B
     c.checkpoint_every = 50
     c.eval_every = 50
@@ -121,7 +123,8 @@ def defaults() -> ml_collections.ConfigDict:
         )
     )
     c.optim = ml_collections.ConfigDict(
-        dict(lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0)
+        # AdamW betas: (0.9, 0.999) is verl's (torch's) default; OpenRLHF's is (0.9, 0.95).
+        dict(lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0, beta1=0.9, beta2=0.999)
     )
     c.ppo = ml_collections.ConfigDict(
         dict(
@@ -213,6 +216,7 @@ def reward_source(type: str, **values) -> ml_collections.ConfigDict:  # noqa: A0
 _CHECKS: dict[str, Callable] = {
     "seed": non_negative,
     "num_seeds": positive,
+    "seed_map": choice(*SEED_MAPS),
     "total_steps": positive,
     "checkpoint_every": positive,
     "eval_every": positive,
@@ -242,6 +246,8 @@ _CHECKS: dict[str, Callable] = {
     "optim.grad_clip": non_negative,
     "optim.schedule": choice(*SCHEDULES),
     "optim.warmup_steps": non_negative,
+    "optim.beta1": value_range(0, 1, high_open=True),
+    "optim.beta2": value_range(0, 1, high_open=True),
     "ppo.clip_eps_low": value_range(0, 1, high_open=True),
     "ppo.clip_eps_high": value_range(0, None),
     "ppo.dual_clip": value_range(1, None, low_open=True, zero_ok=True),

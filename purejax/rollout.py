@@ -43,10 +43,10 @@ def step_keys(seeds: Sequence[int], step: int) -> jnp.ndarray:
 
 
 def sample_rollout(
-    graphdef, params, prompt_ids, prompt_mask, keys, rollout, *, eos_ids, pad_id, partitioner=None
+    graphdef, params, prompt_ids, prompt_mask, keys, rollout, *, eos_ids, pad_id, partitioner=None, seed_map="auto"
 ) -> SampleOutput:
     """Samples [S, B] rows in chunks of `rollout.sample_batch` rows (0: all at once), with
-    the sampler `rollout.engine` names.
+    the sampler `rollout.engine` names, mapped over the seeds as `seed_map` says.
 
     Fixed-size chunks bound the KV cache. Chunk i samples with its own key, so chunking
     changes the draws (not their law). Both engines draw the same tokens for the same key (up
@@ -85,7 +85,9 @@ def sample_rollout(
             ]
             out = SampleOutput(*(np.stack(field) for field in zip(*jax.device_get(seeds))))
         else:
-            out = sample_seeds(graphdef, params, ids, mask, n, chunk_keys, partitioner=partitioner, **options)
+            out = sample_seeds(
+                graphdef, params, ids, mask, n, chunk_keys, partitioner=partitioner, seed_map=seed_map, **options
+            )
         chunks.append(sharding.fetch(out))
     return type(chunks[0])(*(np.concatenate(parts, axis=1) for parts in zip(*chunks)))
 
@@ -148,6 +150,7 @@ def greedy_accuracy(
     eos_ids,
     pad_id: int,
     partitioner=None,
+    seed_map: str = "auto",
 ) -> list[dict[str, float]]:
     """Greedy pass@1 of S seed-stacked policies on prompts [N, P] with the verifier, one dict per seed."""
     n_seeds = len(jax.tree.leaves(params)[0])
@@ -165,6 +168,7 @@ def greedy_accuracy(
             eos_token_id=eos_ids,
             pad_token_id=pad_id,
             partitioner=partitioner,
+            seed_map=seed_map,
         )
         tokens, out_mask = sharding.fetch((out.tokens, out.mask))
         for s in range(n_seeds):

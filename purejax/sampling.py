@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from purejax import seed_map as seed_map_lib
 from purejax import sharding
 from purejax import token_choice
 from purejax.models.decoder import Decoder, LayerCache, positions_from_mask
@@ -124,11 +125,13 @@ def sample_seeds(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int = 0,
     partitioner=None,
+    seed_map: str = "auto",
 ) -> SampleOutput:
-    """`sample` for S policies at once: jax.vmap over a leading seed axis, one compiled call.
+    """`sample` for S policies at once, over a leading seed axis, in one compiled call.
 
-    This is how a seed sweep runs its seeds in parallel (as purejaxrl does): one batched
-    decode instead of S sequential ones.
+    This is how a seed sweep runs its seeds (as purejaxrl does): one call per step for
+    all of them, mapped over the seed axis as `seed_map` says (`purejax.seed_map`: 'loop'
+    decodes seed after seed, each exactly as `sample` would; 'vmap' one batched decode).
 
     Args:
       graphdef: the policy's nnx GraphDef.
@@ -137,10 +140,12 @@ def sample_seeds(
       rngs: S PRNG keys, [S, 2] or [S]; seed s samples with rngs[s].
       partitioner: as in `sample`; every seed's slice is sharded as one policy would be
         (parameters by logical axes, rows over data x fsdp), the seed axis replicated.
+      seed_map: 'auto', 'loop' or 'vmap' (config.seed_map).
       Other arguments as in `sample`.
     Returns:
       SampleOutput with [S, B, N] fields; seed s equals `sample(nnx.merge(graphdef, params[s]),
-      ..., rng=rngs[s])` up to float rounding of the batched matmuls.
+      ..., rng=rngs[s])`, bit for bit with 'loop', up to float rounding of the batched
+      matmuls with 'vmap'.
     """
     first = jax.tree.map(lambda x: x[0], params)
     ids, mask = np.asarray(prompt_ids), np.asarray(prompt_mask)
@@ -175,7 +180,10 @@ def sample_seeds(
         prompts = (rows, rows) if shared else partitioner.seed_stacked((rows, rows))
         ids, mask = partitioner.put((ids, mask), prompts)
         rngs = partitioner.put(rngs, partitioner.replicated())
-    return _sample_seeds_jit(graphdef, params, ids, mask, rngs, *traced, **static, partitioner=partitioner)
+    return _sample_seeds_jit(
+        graphdef, params, ids, mask, rngs, *traced, **static, partitioner=partitioner,
+        seed_map=seed_map_lib.resolve(seed_map),
+    )  # fmt: skip
 
 
 def _options(max_new_tokens, temperature, top_k, top_p, eos, pad_token_id):
@@ -416,16 +424,16 @@ def _constrain_cache(cache):
     )
 
 
-@jax.jit(static_argnames=_STATIC_ARGNAMES)
+@jax.jit(static_argnames=_STATIC_ARGNAMES + ("seed_map",))
 def _sample_seeds_jit(
-    graphdef, params, prompt_ids, prompt_mask, rngs, temperature, top_p, *, partitioner=None, **static
+    graphdef, params, prompt_ids, prompt_mask, rngs, temperature, top_p, *, partitioner=None, seed_map, **static
 ):
     prompts_axis = None if prompt_ids.ndim == 2 else 0
 
     def one_seed(p, ids, mask, rng):
         return _sample_body(graphdef, p, ids, mask, rng, temperature, top_p, **static)
 
-    sample_all = jax.vmap(one_seed, in_axes=(0, prompts_axis, prompts_axis, 0))
+    sample_all = seed_map_lib.over_seeds(one_seed, seed_map, in_axes=(0, prompts_axis, prompts_axis, 0))
     if partitioner is None:
         return sample_all(params, prompt_ids, prompt_mask, rngs)
     with partitioner.active():

@@ -36,6 +36,7 @@ from purejax import losses
 from purejax.optim import lr_schedule, make_optimizer  # noqa: F401 - part of this module's API
 from purejax import pure
 from purejax import reductions
+from purejax import seed_map as seed_map_lib
 from purejax import sharding
 from purejax.rewards.compose import dense_source_names
 
@@ -268,9 +269,9 @@ def make_train_step(
         step is jitted with in/out shardings (state as `state_sharding`, the batch's rows over
         data x fsdp, rng and metrics replicated) and traced under the mesh.
       state_sharding: `partitioner.tree(state)`, the TrainState's shardings (of one seed).
-      seed_axis: vmap the step over a leading seed axis of state, batch, rng and metrics
-        (config.num_seeds, as purejaxrl runs seeds); each seed's slice is sharded as one
-        seed's state would be.
+      seed_axis: map the step over a leading seed axis of state, batch, rng and metrics
+        (config.num_seeds, as purejaxrl runs seeds), as config.seed_map says
+        (`purejax.seed_map`); each seed's slice is sharded as one seed's state would be.
     """
     s = PPOSettings.from_config(config)
     if partitioner is not None and state_sharding is None:
@@ -433,7 +434,7 @@ def make_train_step(
         )
         return TrainState(params, state.ref_params, opt_state, state.step + 1), metrics
 
-    fn = jax.vmap(step) if seed_axis else step
+    fn = seed_map_lib.over_seeds(step, config.seed_map) if seed_axis else step
     if partitioner is None:
         return jax.jit(fn, donate_argnums=0)
     batch_sharding, replicated = partitioner.batch(), partitioner.replicated()

@@ -57,11 +57,13 @@ class Trainer:
 
     With config.num_seeds = S > 1 the seeds config.seed, ..., config.seed + S - 1
     train in lockstep, as purejaxrl runs seeds: every array of the training state
-    carries a leading seed axis, and sampling and the update are one jitted vmap
-    over it. Rewards are host-side and computed per seed. Seed s writes what a
-    single-seed run with seed = config.seed + s writes (up to float rounding of
-    the batched matmuls), into workdir/seed_<seed>/; the seeds share one
-    checkpoint in workdir/checkpoints. With S = 1 everything is in `workdir`.
+    carries a leading seed axis, and sampling and the update are each one jitted
+    call mapped over it (config.seed_map: a loop inside the call, or a vmap).
+    Rewards are host-side and computed per seed. Seed s writes what a single-seed
+    run with seed = config.seed + s writes (bit for bit with the loop; up to float
+    rounding of the batched matmuls with vmap), into workdir/seed_<seed>/; the
+    seeds share one checkpoint in workdir/checkpoints. With S = 1 everything is in
+    `workdir`.
 
     With a device mesh (config.mesh, several devices or processes) the state lives as
     global arrays sharded by `purejax.sharding` (each seed's slice as one seed's state
@@ -143,7 +145,7 @@ class Trainer:
             params = rollout_lib.layout_params(params, partitioner := self.rollout_partitioner)
         out = rollout_lib.sample_rollout(
             self.graphdef, params, ids, mask, keys, c.rollout,
-            eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=partitioner,
+            eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=partitioner, seed_map=c.seed_map,
         )  # fmt: skip
         return index, ids, mask, out
 
@@ -154,7 +156,7 @@ class Trainer:
             self.graphdef, self.compute_params(), self.eval_ids, self.eval_mask,
             [p.answer for p in self.task.eval_prompts], self.task.tokenizer,
             batch_size=int(c.eval.batch_size), max_new_tokens=int(c.eval.max_new_tokens),
-            eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=self.partitioner,
+            eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=self.partitioner, seed_map=c.seed_map,
         )  # fmt: skip
 
     def run(self, stop_after: int | None = None) -> list[dict]:

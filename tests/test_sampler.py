@@ -342,8 +342,10 @@ def test_bad_inputs_name_the_argument(tiny, kwargs, match):
         sampling.sample(model, **args)
 
 
-def test_sample_seeds_equals_one_sample_per_seed():
-    """sample_seeds (one vmapped call over S policies) == S separate sample() calls."""
+@pytest.mark.parametrize("seed_map", ["loop", "vmap"])
+def test_sample_seeds_equals_one_sample_per_seed(seed_map):
+    """sample_seeds (one call over S policies) == S separate sample() calls: bit for bit with
+    seed_map='loop', log-probs to float rounding with 'vmap'."""
     from purejax.models import DecoderConfig, init_model
     from purejax.sampling import sample_seeds
 
@@ -359,14 +361,21 @@ def test_sample_seeds_equals_one_sample_per_seed():
     mask[:, 0, :3] = False  # a left-padded row
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(3)])
     for temperature in (1.0, 0.0):
-        out = sample_seeds(graphdef, params, ids, mask, 9, keys, temperature=temperature, eos_token_id=3)
-        shared = sample_seeds(graphdef, params, ids[0], mask[0], 9, keys, temperature=temperature)
+        out = sample_seeds(
+            graphdef, params, ids, mask, 9, keys, temperature=temperature, eos_token_id=3, seed_map=seed_map
+        )
+        shared = sample_seeds(graphdef, params, ids[0], mask[0], 9, keys, temperature=temperature, seed_map=seed_map)
         for s in range(3):
             ref = sampling.sample(models[s], ids[s], mask[s], 9, keys[s], temperature=temperature, eos_token_id=3)
             np.testing.assert_array_equal(out.tokens[s], ref.tokens)
             np.testing.assert_array_equal(out.mask[s], ref.mask)
-            np.testing.assert_allclose(out.logprobs[s], ref.logprobs, atol=1e-5)
+            if seed_map == "loop":
+                np.testing.assert_array_equal(out.logprobs[s], ref.logprobs)
+            else:
+                np.testing.assert_allclose(out.logprobs[s], ref.logprobs, atol=1e-5)
             ref0 = sampling.sample(models[s], ids[0], mask[0], 9, keys[s], temperature=temperature)
             np.testing.assert_array_equal(shared.tokens[s], ref0.tokens)
     with pytest.raises(ValueError, match="one leading seed axis"):
-        sample_seeds(graphdef, params, ids, mask, 9, keys[:2])
+        sample_seeds(graphdef, params, ids, mask, 9, keys[:2], seed_map=seed_map)
+    with pytest.raises(ValueError, match="seed_map: expected one of"):
+        sample_seeds(graphdef, params, ids, mask, 9, keys, seed_map="pmap")
