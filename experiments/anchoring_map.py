@@ -40,15 +40,18 @@ def main(argv=None):
     bad = [s for s in args.scores if not -1.0 <= s <= 1.0]
     if bad:
         parser.error(f"--scores must lie in [-1, 1] (PRM rewards are 2p - 1), got {bad}")
+    from purejax import compare
+
     try:
+        compare.check_overrides(overrides)
         bases = {
             s: config_lib.load(args.config, [*BASE_OVERRIDES, *overrides, f"rewards.prm.unchecked={s}"])
             for s in args.scores
         }
-    except config_lib.ConfigError as error:
+    except (ValueError, config_lib.ConfigError) as error:
         sys.exit(f"error: {error}")
 
-    from purejax import anchoring, compare, tasks, xla_cache
+    from purejax import anchoring, tasks, xla_cache
 
     xla_cache.enable()
     try:

@@ -1,11 +1,11 @@
-"""Compare credit-assignment arms on one base config, several seeds each, vmapped.
+"""Compare credit-assignment arms on one base config, several seeds each in one run.
 
     python -m experiments.compare_credit --workdir runs/compare_credit [--seeds 3] [--arms sum min ...]
 
 Trains the paper's arms (purejax.compare.DEFAULT_ARMS: PURE-PRM, PURE-PRM+VR and PURE-VR
 with soft-min credit at T = 0.1; sum; soft-min with the step_mean baseline; and as extras
 hard min and worst_step; `--arms min_vr10 soft_min_t0.01 soft_min_t1` adds the main job's
-recipe and the soft-min temperature ablation) with all its seeds in one vmapped run, then
+recipe and the soft-min temperature ablation) with all its seeds in one run, then
 writes WORKDIR/curves.png (accuracy, response
 length, steps per answer, process reward against training step),
 WORKDIR/results.md (a table and the paper's findings, each checked from the
@@ -33,11 +33,14 @@ def main(argv=None):
     args, overrides = cli.parse(parser, sys.argv[1:] if argv is None else argv, "--config.total_steps=50")
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    from purejax import compare
+
     try:
+        compare.check_overrides(overrides)
         base = config_lib.load(args.config, overrides)
-    except config_lib.ConfigError as error:
+    except (ValueError, config_lib.ConfigError) as error:
         sys.exit(f"error: {error}")
-    from purejax import compare, tasks, xla_cache
+    from purejax import tasks, xla_cache
 
     xla_cache.enable()
 

@@ -3,7 +3,7 @@
     python -m experiments.compare_credit --config configs/compare_credit.py --workdir runs/compare
 
 An arm is a named edit of the base config (credit mode, soft-min temperature,
-baseline, reward sources). Each arm trains all its seeds in one vmapped run
+baseline, reward sources). Each arm trains all its seeds in one run
 (`config.num_seeds`, see `purejax.trainer.Trainer`) in workdir/<arm>/, so an
 interrupted sweep resumes where it stopped and a finished arm is not re-run.
 The findings the paper reports (PURE_SPEC §8) are checked from the numbers, and
@@ -36,33 +36,34 @@ class Arm:
     edit: Callable  # (unlocked ConfigDict) -> None
 
 
+def _verifiable(c, fraction):
+    """The base's verifiable-reward source (its settings, command-line overrides included) on
+    `fraction` of the prompts with an answer; the paper's own-RLOO VR when the base has none."""
+    base = next((spec for spec in c.rewards.values() if spec.type == "verifiable"), None)
+    if base is None:
+        return config_lib.reward_source(
+            "verifiable", applies_to="with_answer", fraction=fraction, level="sequence", baseline="rloo"
+        )
+    spec = config_lib.ml_collections.ConfigDict(base.to_dict())
+    spec.fraction = fraction
+    return spec
+
+
+def _sources(c, prm: bool, vr_fraction: float | None = None):
+    """c.rewards: the base's process reward sources (its PRM, learned or scripted) if `prm`,
+    plus the verifiable reward on `vr_fraction` of the prompts if given."""
+    sources = {name: spec for name, spec in c.rewards.items() if prm and spec.level == "step"}
+    if vr_fraction is not None:
+        sources["vr"] = _verifiable(c, vr_fraction)
+    c.rewards = config_lib.ml_collections.ConfigDict(sources)
+
+
 def _prm_only(c):
-    """Keeps the base config's process reward sources (its PRM, learned or scripted) only."""
-    c.rewards = config_lib.ml_collections.ConfigDict(
-        {name: spec for name, spec in c.rewards.items() if spec.level == "step"}
-    )
-
-
-def _vr(fraction):
-    return config_lib.reward_source(
-        "verifiable", applies_to="with_answer", fraction=fraction, level="sequence", baseline="rloo"
-    )
-
-
-def _arm(name, slug, credit, temperature=None, baseline="token_mean", rewards=_prm_only):
-    def edit(c):
-        rewards(c)
-        c.advantage.credit = credit
-        c.advantage.baseline = baseline
-        if temperature is not None:
-            c.advantage.temperature = temperature
-
-    return Arm(name, slug, edit)
+    _sources(c, prm=True)
 
 
 def _prm_and_vr(c, fraction=0.1):
-    _prm_only(c)
-    c.rewards.vr = _vr(fraction)
+    _sources(c, prm=True, vr_fraction=fraction)
 
 
 def _prm_and_vr_everywhere(c):
@@ -70,7 +71,36 @@ def _prm_and_vr_everywhere(c):
 
 
 def _vr_only(c):
-    c.rewards = config_lib.ml_collections.ConfigDict({"vr": _vr(1.0)})
+    _sources(c, prm=False, vr_fraction=1.0)
+
+
+def _arm(name, slug, credit, temperature=None, baseline=None, rewards=_prm_only):
+    """An arm sets its credit mode, temperature and reward sources; its baseline only when it
+    names one (the base config's otherwise, so --config.advantage.baseline reaches every arm
+    that does not name its own)."""
+
+    def edit(c):
+        rewards(c)
+        c.advantage.credit = credit
+        if baseline is not None:
+            c.advantage.baseline = baseline
+        if temperature is not None:
+            c.advantage.temperature = temperature
+
+    return Arm(name, slug, edit)
+
+
+# Settings every arm sets itself: an override of one would be silently replaced (num_seeds is --seeds).
+OWNED_BY_ARMS = ("advantage.credit", "advantage.temperature", "rewards.vr.fraction", "num_seeds")
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Refuses a --config override of a setting the arms set themselves, naming what to use instead."""
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("-").removeprefix("config.")
+        if key in OWNED_BY_ARMS:
+            fix = "--seeds" if key == "num_seeds" else "--arms (purejax.compare.ARMS names each arm's setting)"
+            raise ValueError(f"--config.{key}: every arm of the comparison sets it itself; use {fix} instead.")
 
 
 # The arms of the paper's comparison (PURE_SPEC §3, §8), named as the paper names its runs:
@@ -144,7 +174,7 @@ def run_sweep(
     for i, arm in enumerate(arms):
         config = arm_config(base, arm, num_seeds)
         if show_progress:
-            print(f"[{i + 1}/{len(arms)}] {arm.name} ({num_seeds} seeds, vmapped)", flush=True)
+            print(f"[{i + 1}/{len(arms)}] {arm.name} ({num_seeds} seeds)", flush=True)
         start = time.perf_counter()
         trainer_lib.Trainer(config, task, os.path.join(workdir, arm.slug), show_progress).run()
         walls[arm.slug] = time.perf_counter() - start

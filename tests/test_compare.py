@@ -51,6 +51,48 @@ def test_every_arm_edits_only_credit_and_rewards(base):
     assert base.advantage.credit == "min" and set(base.rewards) == {"prm", "vr"}  # the base is untouched
 
 
+def test_arms_keep_the_base_baseline_and_vr_settings_they_do_not_name():
+    """--config.advantage.baseline and --config.rewards.vr.* reach every arm that does not set
+    them itself (OpenRLHF's token_rate baseline, verl's shared VR), and the arms still set
+    their own VR fraction."""
+    base = config_lib.load(
+        os.path.join(ROOT, "configs", "compare_credit.py"),
+        ["advantage.baseline=token_rate", "rewards.vr.baseline=shared", "rewards.vr.wrong=-1.0"],
+    )
+    for slug, baseline, fraction in [
+        ("pure_prm", "token_rate", None),
+        ("pure_prm_vr", "token_rate", 0.1),
+        ("pure_vr", "token_rate", 1.0),
+        ("step_mean", "step_mean", None),
+    ]:
+        c = compare.arm_config(base, compare.ARMS_BY_SLUG[slug], num_seeds=1)
+        assert c.advantage.baseline == baseline, slug
+        if fraction is None:
+            assert "vr" not in c.rewards, slug
+        else:
+            assert (c.rewards.vr.fraction, c.rewards.vr.baseline, c.rewards.vr.wrong) == (fraction, "shared", -1.0)
+
+
+@pytest.mark.parametrize(
+    "override, fix",
+    [
+        ("--config.advantage.credit=min", "--arms"),
+        ("--config.advantage.temperature=1.0", "--arms"),
+        ("--config.rewards.vr.fraction=0.5", "--arms"),
+        ("--config.num_seeds=2", "--seeds"),
+    ],
+)
+def test_the_scripts_refuse_an_override_the_arms_would_replace(override, fix, tmp_path):
+    from experiments import anchoring_map, compare_credit
+
+    for script in (compare_credit, anchoring_map):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main(["--workdir", str(tmp_path / script.__name__), override])
+        message = str(exit_info.value)
+        assert override.split("=")[0] in message and fix in message, message
+    assert not os.listdir(tmp_path)
+
+
 def test_unknown_arm_names_the_choices():
     with pytest.raises(ValueError, match="unknown arm.*'sum'"):
         compare.select_arms(["summ"])
