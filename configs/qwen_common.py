@@ -59,6 +59,36 @@ RUNS = tuple(LEARNING_RATES)
 def paper_run(model: str, run: str, credit: str = "soft_min") -> ml_collections.ConfigDict:
     """The validated, locked config of the paper's `run` ('prm', 'vr', 'prm_vr') on `model`;
     `credit` is PURE's soft_min, or 'sum' for the ablation that collapses."""
+    return common.finish(_paper_run(model, run, credit))
+
+
+def openrlhf_run(model: str, run: str) -> ml_collections.ConfigDict:
+    """The validated, locked config of `run` on `model` as the official OpenRLHF branch trains
+    it (`examples/scripts/train_pure.sh` and the defaults of `openrlhf/cli/train_pure_ray.py`):
+    the code behind the paper's headline table (README, "Official flags -> purejax settings").
+
+    Where it differs from `paper_run` (the verl yaml's settings):
+    - 64 prompts x 4 samples, sampling temperature 0.5, 1024 + 2048 tokens;
+    - the token_rate baseline (`--reward_baseline token`), step ends masked
+      (`--nomask_separator_adv` off) and whitening over the other tokens;
+    - two updates per rollout (`--train_batch_size 128`), each over 64 passes of 2 responses
+      (`--micro_train_batch_size 2`), the loss a token mean per response then a mean over
+      responses, and the ratio guard (a pass whose mean ratio exceeds 10 is dropped);
+    - KL k1 in the reward, lr 5e-7 for every run, AdamW betas (0.9, 0.95);
+    - VR = solved - 1, in {-1, 0}, with its own RLOO baseline (the same advantages as {0, 1}).
+    """
+    c = _paper_run(model, run, "soft_min")
+    c.rollout.update(samples_per_prompt=4, temperature=0.5, max_prompt_len=1024, max_new_tokens=2048)
+    c.advantage.update(baseline="token_rate", zero_step_ends=True, whiten=True)
+    c.ppo.update(minibatches=2, epochs=1, micro_batches=64, loss_agg="seq-mean-token-mean", ratio_guard=10.0)
+    c.ppo.update(kl_estimator="k1", kl_beta=1e-3, kl_in="reward")
+    c.optim.update(lr=5e-7, beta2=0.95, weight_decay=0.0)
+    if "vr" in c.rewards:
+        c.rewards.vr.update(correct=0.0, wrong=-1.0)
+    return common.finish(c)
+
+
+def _paper_run(model: str, run: str, credit: str) -> ml_collections.ConfigDict:
     if model not in MODELS:
         raise ValueError(f"paper_run: unknown model {model!r}; allowed: {', '.join(MODELS)}.")
     if run not in LEARNING_RATES:
@@ -81,4 +111,4 @@ def paper_run(model: str, run: str, credit: str = "soft_min") -> ml_collections.
     c.ppo.update(micro_batches=64, logit_chunk=1024, remat=True)
     c.rollout.sample_batch = 64
     c.prm.batch_size = 8
-    return common.finish(c)
+    return c

@@ -18,8 +18,11 @@ START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 # One line per field: what it means (defaults come from the schema itself).
 FIELD_DOCS = {
     "seed": "Seeds everything: prompt order, sampling, updates, reward subsampling and noise.",
-    "num_seeds": "Trains seeds seed, seed+1, ... in lockstep, vmapped in one jitted sampler and update "
-    "(purejaxrl-style); each seed logs to workdir/seed_N/.",
+    "num_seeds": "Trains seeds seed, seed+1, ... in lockstep, in one jitted sampler and update call "
+    "per step (purejaxrl-style); each seed logs to workdir/seed_N/.",
+    "seed_map": "How num_seeds > 1 maps over the seeds (purejax.seed_map): 'loop' (jax.lax.map; each seed "
+    "bit for bit its single-seed run; faster on CPU), 'vmap' (one batched program; fills an accelerator), "
+    "'auto' (loop on CPU, vmap on GPU/TPU).",
     "total_steps": "RL steps (one rollout batch and one update each).",
     "checkpoint_every": "Steps between orbax checkpoints (one is always written at the end).",
     "eval_every": "Steps between greedy evaluations (also at step 0 and at the end).",
@@ -89,9 +92,11 @@ FIELD_DOCS = {
     ),
     "optim.lr": "AdamW learning rate.",
     "optim.weight_decay": "AdamW weight decay.",
-    "optim.grad_clip": "Global gradient-norm clip.",
+    "optim.grad_clip": "Global gradient-norm clip (0 = off).",
     "optim.schedule": "constant, or cosine decay to 0 at total_steps (after warmup_steps of linear warm-up); counted in RL steps.",
     "optim.warmup_steps": "Linear warm-up, in RL steps (all of a step's PPO updates share its rate).",
+    "optim.beta1": "AdamW's first-moment decay.",
+    "optim.beta2": "AdamW's second-moment decay (verl: 0.999; OpenRLHF: 0.95).",
     "ppo.clip_eps_low": "Lower clip of the ratio (1 - eps).",
     "ppo.clip_eps_high": "Upper clip of the ratio (1 + eps).",
     "ppo.dual_clip": "Dual-clip constant c > 1 for negative advantages (0 = off).",

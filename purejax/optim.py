@@ -28,6 +28,12 @@ def lr_schedule(config):
     return schedule
 
 
+def global_norm_clip(max_norm: float) -> optax.GradientTransformation:
+    """Global-norm clipping at `max_norm`; 0 is "off", as 0 is for the other optional limits
+    (optax's clip at norm 0 would zero every gradient and train nothing, silently)."""
+    return optax.clip_by_global_norm(float(max_norm)) if max_norm > 0 else optax.identity()
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
     """AdamW with global-norm clipping and the configured schedule; non-finite updates skipped.
 
@@ -40,8 +46,14 @@ def make_optimizer(config) -> optax.GradientTransformation:
     updates_per_step = int(config.ppo.epochs) * int(config.ppo.minibatches)
     per_rl_step = lambda count: schedule(count // updates_per_step)  # noqa: E731
     chain = optax.chain(
-        optax.clip_by_global_norm(config.optim.grad_clip),
-        optax.adamw(per_rl_step, b1=0.9, b2=0.999, eps=1e-8, weight_decay=config.optim.weight_decay),
+        global_norm_clip(config.optim.grad_clip),
+        optax.adamw(
+            per_rl_step,
+            b1=float(config.optim.beta1),
+            b2=float(config.optim.beta2),
+            eps=1e-8,
+            weight_decay=config.optim.weight_decay,
+        ),
     )
     # Skipped updates leave params and moments untouched; give up only after many in a row.
     return optax.apply_if_finite(chain, max_consecutive_errors=1_000_000)

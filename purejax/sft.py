@@ -26,6 +26,7 @@ import optax
 from flax import nnx
 
 from purejax import reductions
+from purejax.optim import global_norm_clip
 
 
 class SFTBatch(NamedTuple):
@@ -109,7 +110,7 @@ def sft_loss(model, batch: SFTBatch) -> tuple[jnp.ndarray, dict]:
 def make_optimizer(
     lr: float, total_steps: int, warmup_steps: int = 0, weight_decay: float = 0.0, grad_clip: float = 1.0
 ) -> optax.GradientTransformation:
-    """AdamW after global-norm clipping; linear warm-up then cosine decay to lr / 10."""
+    """AdamW after global-norm clipping (0: none); linear warm-up then cosine decay to lr / 10."""
     if not lr > 0 or total_steps < 1 or not 0 <= warmup_steps < total_steps:
         raise ValueError(
             f"make_optimizer: need lr > 0, total_steps >= 1 and 0 <= warmup_steps < "
@@ -119,7 +120,7 @@ def make_optimizer(
     schedule = optax.warmup_cosine_decay_schedule(
         0.0 if warmup_steps else lr, lr, max(warmup_steps, 1), total_steps, end_value=lr / 10
     )
-    return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adamw(schedule, weight_decay=weight_decay))
+    return optax.chain(global_norm_clip(grad_clip), optax.adamw(schedule, weight_decay=weight_decay))
 
 
 def init_sft_state(model: nnx.Module, optimizer: optax.GradientTransformation):

@@ -49,12 +49,12 @@ def overrides(root: str, mesh=(1, -1, 1)) -> list[str]:
     ]
 
 
-def run(root: str, workdir: str, mesh=(1, -1, 1)) -> None:
+def run(root: str, workdir: str, mesh=(1, -1, 1), config_file: str = "qwen25_math_7b_prm_vr.py") -> None:
     from purejax import config as config_lib
     from purejax import tasks
     from purejax import trainer as trainer_lib
 
-    path = os.path.join(ROOT_DIR, "configs", "qwen25_math_7b_prm_vr.py")
+    path = os.path.join(ROOT_DIR, "configs", config_file)
     config = config_lib.load(path, overrides(root, mesh))
     task = tasks.build_task(config)
     trainer_lib.Trainer(config, task, workdir, show_progress=False).run()

@@ -1,4 +1,5 @@
-"""The paper's nine real configs carry PURE_SPEC §7's hyperparameters and fail clearly without checkpoints."""
+"""The paper's nine real configs carry PURE_SPEC §7's hyperparameters and fail clearly without checkpoints;
+the three OpenRLHF-branch configs carry that branch's settings."""
 
 import os
 
@@ -66,6 +67,62 @@ def test_configs_are_locked_and_overridable():
         c.optim.learning_rate = 1.0
 
 
+@pytest.mark.parametrize("run", list(RUNS))
+def test_openrlhf_configs_have_the_official_main_branch_settings(run):
+    """configs/qwen25_math_7b_<run>_openrlhf.py: the README table's `main` rows (train_pure.sh and
+    train_pure_ray.py's defaults), everything else as the verl-based paper config."""
+    c = _load("qwen25_math_7b", f"{run}_openrlhf")
+    paper = _load("qwen25_math_7b", run)
+    assert (c.rollout.prompts_per_step, c.rollout.samples_per_prompt, c.rollout.temperature) == (64, 4, 0.5)
+    assert (c.rollout.max_prompt_len, c.rollout.max_new_tokens) == (1024, 2048)
+    assert (c.advantage.credit, c.advantage.temperature, c.advantage.baseline) == ("soft_min", 0.1, "token_rate")
+    assert c.advantage.zero_step_ends and c.advantage.whiten and c.advantage.discount == 1.0
+    assert (c.ppo.epochs, c.ppo.minibatches, c.ppo.micro_batches) == (1, 2, 64)  # 128 per update, 2 per pass
+    assert (c.ppo.loss_agg, c.ppo.ratio_guard, c.ppo.clip_eps_low, c.ppo.clip_eps_high) == (
+        "seq-mean-token-mean", 10.0, 0.2, 0.2
+    )
+    assert (c.ppo.kl_estimator, c.ppo.kl_beta, c.ppo.kl_in) == ("k1", 1e-3, "reward")
+    assert (c.optim.lr, c.optim.schedule, c.optim.warmup_steps) == (5e-7, "constant", 0)
+    assert (c.optim.beta1, c.optim.beta2, c.optim.weight_decay, c.optim.grad_clip) == (0.9, 0.95, 0.0, 1.0)
+    assert sorted(c.rewards) == sorted(paper.rewards)
+    if "vr" in c.rewards:
+        assert (c.rewards.vr.correct, c.rewards.vr.wrong, c.rewards.vr.baseline) == (0.0, -1.0, "rloo")
+    for section in ("policy", "prm", "data", "eval", "mesh"):
+        assert c[section].to_dict() == paper[section].to_dict(), section
+
+
+def test_the_openrlhf_config_trains_on_tiny_hf_checkpoints(tmp_path):
+    """configs/qwen25_math_7b_prm_vr_openrlhf.py, shrunk by overrides only, trains end to end on
+    tiny HF checkpoints: token_rate with masked step ends, the ratio guard per pass, k1."""
+    from purejax.metrics_log import read_metrics
+    from tests import _paper_run_worker as worker
+
+    _tiny_paper_run_root(tmp_path)
+    worker.run(str(tmp_path), str(tmp_path / "run"), config_file="qwen25_math_7b_prm_vr_openrlhf.py")
+    records = read_metrics(str(tmp_path / "run" / "metrics.jsonl"))
+    assert [r["step"] for r in records] == [0, 1, 2]
+    assert all(np.isfinite(r["train/loss"]) and r["train/skipped"] == 0.0 for r in records[1:])
+    assert os.path.isfile(tmp_path / "run" / "policy" / "model.safetensors")
+
+
+def _tiny_paper_run_root(tmp_path):
+    """tmp_path/policy, prm (tiny HF checkpoints with tokenizers) and train.json (PURE rows)."""
+    import json
+
+    from purejax import data
+    from tests._tiny_hf import build_tiny_tokenizer, save_tiny_hf
+
+    questions = [p for p in data.load_train_prompts() if p.answer is not None][:6]
+    corpus = [p.question for p in questions] + [p.question for p in data.load_benchmark("math500")[:4]]
+    corpus += ["So x = 2.\n\nThen \\boxed{5}.\n\n", "\n\n"] * 30
+    policy = save_tiny_hf(tmp_path / "policy", "qwen2_gqa", vocab_size=352)
+    build_tiny_tokenizer(policy, texts=corpus, vocab_size=320)
+    prm = save_tiny_hf(tmp_path / "prm", "qwen2_gqa", head="classifier", vocab_size=352, seed=1)
+    build_tiny_tokenizer(prm, texts=corpus, vocab_size=320)
+    rows = [{"question": p.question, "answer": p.answer, "ref_answer": p.answer} for p in questions]
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+
+
 @pytest.mark.parametrize(
     "model,run", [("qwen25_math_7b", "prm_vr"), ("qwen25_math_1_5b", "vr"), ("qwen25_7b", "prm")]
 )
@@ -122,23 +179,11 @@ def test_a_paper_config_trains_on_tiny_hf_checkpoints_on_one_device_and_on_a_mes
     build_task (weights loaded to the host, then placed), with micro-batches, logit chunks,
     remat, sampler and PRM row chunks. Sharded over 8 simulated devices (mesh 1 x 2 x 4, a
     subprocess), every metric matches the one-device run."""
-    import json
-
-    from purejax import data
     from purejax.metrics_log import read_metrics
     from tests import _paper_run_worker as worker
     from tests._simulated import run_module
-    from tests._tiny_hf import build_tiny_tokenizer, save_tiny_hf
 
-    questions = [p for p in data.load_train_prompts() if p.answer is not None][:6]
-    corpus = [p.question for p in questions] + [p.question for p in data.load_benchmark("math500")[:4]]
-    corpus += ["So x = 2.\n\nThen \\boxed{5}.\n\n", "\n\n"] * 30
-    policy = save_tiny_hf(tmp_path / "policy", "qwen2_gqa", vocab_size=352)
-    build_tiny_tokenizer(policy, texts=corpus, vocab_size=320)
-    prm = save_tiny_hf(tmp_path / "prm", "qwen2_gqa", head="classifier", vocab_size=352, seed=1)
-    build_tiny_tokenizer(prm, texts=corpus, vocab_size=320)
-    rows = [{"question": p.question, "answer": p.answer, "ref_answer": p.answer} for p in questions]
-    (tmp_path / "train.json").write_text(json.dumps(rows))
+    _tiny_paper_run_root(tmp_path)
 
     worker.run(str(tmp_path), str(tmp_path / "one_device"))
     proc = run_module(

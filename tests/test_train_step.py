@@ -259,6 +259,25 @@ def test_learning_rate_schedule_counts_rl_steps_not_optimizer_updates(schedule, 
     assert rates[-1] > 1e-5  # still learning in the last RL step
 
 
+@pytest.mark.parametrize("beta1,beta2", [(0.9, 0.999), (0.9, 0.95), (0.5, 0.8)])
+def test_adamw_uses_the_configured_betas(beta1, beta2):
+    """optim.beta1 / beta2 reach AdamW: three updates of a varying gradient equal a naive AdamW
+    with bias correction (OpenRLHF's betas (0.9, 0.95) move differently from verl's (0.9, 0.999)).
+    grad_clip = 0 is off (a clip at norm 0 would zero every gradient)."""
+    config = _config()
+    config.optim.update(lr=0.1, weight_decay=0.0, grad_clip=0.0, beta1=beta1, beta2=beta2)
+    optimizer = ts.make_optimizer(config)
+    params = {"w": jnp.zeros(())}
+    state = optimizer.init(params)
+    m = v = w = 0.0
+    for t, g in enumerate([1.0, -3.0, 0.5], start=1):
+        updates, state = optimizer.update({"w": jnp.float32(g)}, state, params)
+        params = optax.apply_updates(params, updates)
+        m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+        w -= 0.1 * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + 1e-8)
+        np.testing.assert_allclose(float(params["w"]), w, rtol=1e-5)
+
+
 def test_a_nonfinite_update_from_finite_gradients_is_skipped():
     """lr = 1e39 is finite in Python but inf in float32: the gradients are finite, the update is
     not. The step must leave params and optimizer state as they were and count the skip."""
