@@ -1,7 +1,7 @@
 """PURE-PRM+VR on Qwen2.5-Math-7B as the official OpenRLHF branch trains it: the code behind the
 paper's headline numbers.
 
-    python -m experiments.train --config configs/qwen25_math_7b_prm_vr_openrlhf.py --workdir /tmp/prm_vr_openrlhf
+    python -m experiments.train --config configs/qwen25_math_7b_prm_vr_openrlhf.py --workdir /tmp/prm_vr
 
 64 prompts x 4 samples, 1024 + 2048 tokens, token_rate baseline with masked step ends, k1 KL,
 lr 5e-7 with AdamW betas (0.9, 0.95), two updates per rollout (configs/qwen_common.py,

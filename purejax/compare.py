@@ -99,7 +99,7 @@ def check_overrides(overrides: Sequence[str]) -> None:
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("-").removeprefix("config.")
         if key in OWNED_BY_ARMS:
-            fix = "--seeds" if key == "num_seeds" else "--arms (purejax.compare.ARMS names each arm's setting)"
+            fix = "--seeds" if key == "num_seeds" else "--arms (purejax.compare.ARMS names each arm's)"
             raise ValueError(f"--config.{key}: every arm of the comparison sets it itself; use {fix} instead.")
 
 

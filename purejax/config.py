@@ -124,7 +124,9 @@ def defaults() -> ml_collections.ConfigDict:
     )
     c.optim = ml_collections.ConfigDict(
         # AdamW betas: (0.9, 0.999) is verl's (torch's) default; OpenRLHF's is (0.9, 0.95).
-        dict(lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0, beta1=0.9, beta2=0.999)
+        dict(
+            lr=1e-6, weight_decay=0.0, grad_clip=1.0, schedule="constant", warmup_steps=0, beta1=0.9, beta2=0.999
+        )
     )
     c.ppo = ml_collections.ConfigDict(
         dict(

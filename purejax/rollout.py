@@ -43,7 +43,17 @@ def step_keys(seeds: Sequence[int], step: int) -> jnp.ndarray:
 
 
 def sample_rollout(
-    graphdef, params, prompt_ids, prompt_mask, keys, rollout, *, eos_ids, pad_id, partitioner=None, seed_map="auto"
+    graphdef,
+    params,
+    prompt_ids,
+    prompt_mask,
+    keys,
+    rollout,
+    *,
+    eos_ids,
+    pad_id,
+    partitioner=None,
+    seed_map="auto",
 ) -> SampleOutput:
     """Samples [S, B] rows in chunks of `rollout.sample_batch` rows (0: all at once), with
     the sampler `rollout.engine` names, mapped over the seeds as `seed_map` says.
@@ -86,8 +96,9 @@ def sample_rollout(
             out = SampleOutput(*(np.stack(field) for field in zip(*jax.device_get(seeds))))
         else:
             out = sample_seeds(
-                graphdef, params, ids, mask, n, chunk_keys, partitioner=partitioner, seed_map=seed_map, **options
-            )
+                graphdef, params, ids, mask, n, chunk_keys,
+                partitioner=partitioner, seed_map=seed_map, **options,
+            )  # fmt: skip
         chunks.append(sharding.fetch(out))
     return type(chunks[0])(*(np.concatenate(parts, axis=1) for parts in zip(*chunks)))
 

@@ -426,8 +426,8 @@ def _constrain_cache(cache):
 
 @jax.jit(static_argnames=_STATIC_ARGNAMES + ("seed_map",))
 def _sample_seeds_jit(
-    graphdef, params, prompt_ids, prompt_mask, rngs, temperature, top_p, *, partitioner=None, seed_map, **static
-):
+    graphdef, params, prompt_ids, prompt_mask, rngs, temperature, top_p, *, seed_map, partitioner=None, **static
+):  # fmt: skip
     prompts_axis = None if prompt_ids.ndim == 2 else 0
 
     def one_seed(p, ids, mask, rng):

@@ -364,7 +364,9 @@ def test_sample_seeds_equals_one_sample_per_seed(seed_map):
         out = sample_seeds(
             graphdef, params, ids, mask, 9, keys, temperature=temperature, eos_token_id=3, seed_map=seed_map
         )
-        shared = sample_seeds(graphdef, params, ids[0], mask[0], 9, keys, temperature=temperature, seed_map=seed_map)
+        shared = sample_seeds(
+            graphdef, params, ids[0], mask[0], 9, keys, temperature=temperature, seed_map=seed_map
+        )
         for s in range(3):
             ref = sampling.sample(models[s], ids[s], mask[s], 9, keys[s], temperature=temperature, eos_token_id=3)
             np.testing.assert_array_equal(out.tokens[s], ref.tokens)

@@ -151,7 +151,9 @@ def test_grouped_seeds_equal_separate_runs(smoke_config, task, uninterrupted, tm
             np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[0])
         return
     for got, want in pairs:
-        _assert_records_close(read_metrics(str(got / "metrics.jsonl")), read_metrics(str(want / "metrics.jsonl")))
+        _assert_records_close(
+            read_metrics(str(got / "metrics.jsonl")), read_metrics(str(want / "metrics.jsonl"))
+        )
     for a, b in zip(jax.tree.leaves(trained.state.params), jax.tree.leaves(reference.state.params)):
         np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b)[0], rtol=1e-4, atol=1e-6)
 
