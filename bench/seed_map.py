@@ -3,8 +3,8 @@
     python bench/seed_map.py [--seeds 3] [--repeats 5]
 
 At the comparison's shapes (configs/compare_credit.py: 16 prompts x 8 samples per seed, 32 +
-64 tokens, 4 PPO minibatches) and the miniature policy's (d_model 64, 2 layers, 4 heads of 16,
-vocabulary 192; random weights), times the update and the sampler for S seeds with each
+64 tokens, 4 PPO minibatches) and the built-in warm start's policy shape (d_model 64, 2 layers,
+4 heads of 16, vocabulary 192; random weights), times the update and the sampler for S seeds with each
 mapping, alternately, and prints the loop's time next to vmap's as a ratio. It also checks
 that the loop's seed s equals an unbatched run of seed s bit for bit. Last line: one JSON object.
 """
@@ -25,20 +25,21 @@ from bench._timing import interleaved_best  # noqa: E402
 from configs import compare_credit  # noqa: E402
 from purejax import sampling  # noqa: E402
 from purejax import train_step as ts  # noqa: E402
-from purejax.models import DecoderConfig, init_model  # noqa: E402
+from purejax.models import init_model  # noqa: E402
+from purejax.tasks import arith_sft_config, warmstart  # noqa: E402
+from purejax.tasks.tokenizer import build_tokenizer  # noqa: E402
 
-MINIATURE = DecoderConfig(
-    vocab_size=192,
-    hidden_size=64,
-    intermediate_size=192,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    tie_word_embeddings=True,
-    qkv_bias=True,
-    model_type="qwen2",
-    max_position_embeddings=256,
-)
+
+def miniature_policy_config():
+    """The built-in warm start's DecoderConfig (purejax/tasks/arith_sft_config.py) and its tokenizer."""
+    c = arith_sft_config.get_config()
+    tokenizer = build_tokenizer(
+        c.tokenizer.vocab_size, c.tokenizer.problems, seed=c.seed, spec=warmstart.spec_from_config(c)
+    )
+    return warmstart.model_config(c, tokenizer)
+
+
+MINIATURE = miniature_policy_config()
 
 
 def rollout_batch(rng, rows: int, prompt_len: int, new_tokens: int) -> ts.RolloutBatch:
@@ -89,7 +90,8 @@ def main():
             params = states[mode].params
             out = sampling.sample_seeds(
                 graphdef, params, stacked_batch.prompt_ids, stacked_batch.prompt_mask, t, keys,
-                temperature=r.temperature, eos_token_id=1, pad_token_id=0, seed_map=mode,
+                temperature=r.temperature, eos_token_id=MINIATURE.eos_token_id,
+                pad_token_id=MINIATURE.pad_token_id, seed_map=mode,
             )  # fmt: skip
             return jax.block_until_ready(out)
 

@@ -80,8 +80,8 @@ def openrlhf_run(model: str, run: str) -> ml_collections.ConfigDict:
     c = _paper_run(model, run, "soft_min")
     c.rollout.update(samples_per_prompt=4, temperature=0.5, max_prompt_len=1024, max_new_tokens=2048)
     c.advantage.update(baseline="token_rate", zero_step_ends=True, whiten=True)
-    c.ppo.update(minibatches=2, epochs=1, micro_batches=64, loss_agg="seq-mean-token-mean", ratio_guard=10.0)
-    c.ppo.update(kl_estimator="k1", kl_beta=1e-3, kl_in="reward")
+    c.ppo.update(minibatches=2, epochs=1, micro_batches=64, loss_agg="seq-mean-token-mean", ratio_guard=10.0,
+                 kl_estimator="k1", kl_beta=1e-3, kl_in="reward")  # fmt: skip
     c.optim.update(lr=5e-7, beta2=0.95, weight_decay=0.0)
     if "vr" in c.rewards:
         c.rewards.vr.update(correct=0.0, wrong=-1.0)

@@ -42,11 +42,11 @@ from purejax.config_files import apply_override, import_config_module, parse_ove
 from purejax.credit import CREDIT_MODES
 from purejax.data import BENCHMARKS, DATA_DIR, DEFAULT_PROMPT_TEMPLATE, TRAIN_FILE
 from purejax.losses import KL_ESTIMATORS
-from purejax.seed_map import MODES as SEED_MAPS
 from purejax.paged_kv import IMPLS as PAGED_ATTENTION
 from purejax.pure import BASELINES
 from purejax.reductions import LOSS_AGGREGATIONS
 from purejax.rewards.sources import SOURCE_TYPES
+from purejax.seed_map import MODES as SEED_MAPS
 
 
 DTYPES = ("float32", "bfloat16", "float16")
