@@ -125,12 +125,16 @@ def check_engine(rollout, partitioner) -> None:
         )
 
 
-def layout_params(params, partitioner):
-    """Seed-stacked policy params [S, ...] laid out by `partitioner` (the decode layout of
-    `sharding.for_rollout`): one device-to-device reshard per RL step, in the params' own
-    dtype (the compute dtype; no float32 copy)."""
+def params_layout(params, partitioner):
+    """A jitted function that lays seed-stacked policy params [S, ...] (shaped like `params`) out
+    by `partitioner` (the decode layout of `sharding.for_rollout`): one device-to-device reshard
+    per RL step, in the params' own dtype (the compute dtype; no float32 copy).
+
+    One program for the whole tree, not a device_put per leaf: on a pod every eager reshard is
+    a program with collectives on every process, and dozens of them in flight at once is what
+    a 2-process run hung on (tests/test_mesh_trainer.py, under load)."""
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params)
-    return jax.tree.map(jax.device_put, params, partitioner.seed_stacked(partitioner.tree(one)))
+    return jax.jit(lambda tree: tree, out_shardings=partitioner.seed_stacked(partitioner.tree(one)))
 
 
 def padded_chunks(rows: int, size: int):

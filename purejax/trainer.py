@@ -99,6 +99,7 @@ class Trainer:
             p.check_rows(calls)
         # The decode layout (config.rollout.mesh_tensor), or None: sample in the training layout.
         self.rollout_partitioner = sharding.for_rollout(p, int(r.mesh_tensor))
+        self._layout = None  # its jitted reshard, built at the first rollout
         self.optimizer = train_step_lib.make_optimizer(config)
         self.lr = train_step_lib.lr_schedule(config)
         self.graphdef, self.state, one_seed_sharding = train_step_lib.init_seed_states(
@@ -142,7 +143,9 @@ class Trainer:
         keys = rollout_lib.step_keys(self.seeds, step)
         params, partitioner = self.compute_params(), self.partitioner
         if self.rollout_partitioner is not None:  # once per step: weights laid out for decoding
-            params = rollout_lib.layout_params(params, partitioner := self.rollout_partitioner)
+            if self._layout is None:
+                self._layout = rollout_lib.params_layout(params, self.rollout_partitioner)
+            params, partitioner = self._layout(params), self.rollout_partitioner
         out = rollout_lib.sample_rollout(
             self.graphdef, params, ids, mask, keys, c.rollout,
             eos_ids=self.eos_ids, pad_id=self.pad_id, partitioner=partitioner, seed_map=c.seed_map,
@@ -218,9 +221,11 @@ class Trainer:
                 alarms = sorted({k for r in records for k, v in r.items() if k.startswith("train/alarm/") and v})
                 if alarms:
                     bar.write(f"step {done}: reward-hacking alarm: {', '.join(a.split('/')[-1] for a in alarms)}")
-                    if c.monitor.early_stop:
-                        bar.write("stopping early (monitor.early_stop=True)")
-                        break
+                # Process 0's verdict on every process: the alarms read host-side rewards, which can
+                # differ between hosts, and a host that stopped alone would leave the others hanging.
+                if c.monitor.early_stop and distributed.same_on_every_process(np.asarray(bool(alarms))):
+                    bar.write("stopping early (monitor.early_stop=True)")
+                    break
             if summaries[0].get("step") == total:
                 self.export()
         finally:
@@ -254,14 +259,14 @@ class Trainer:
     def export(self) -> list[str]:
         """Each seed's policy as an HF checkpoint (run_dir/policy) that `experiments.evaluate` and
         transformers load; returns the directories."""
-        paths = []
+        paths, steps = [], sharding.fetch(self.state.step)  # on every process, before the branch
         for s, (run_dir, seed) in enumerate(zip(self.run_dirs, self.seeds)):
             path = f"{run_dir}/policy"
             policy = self.policy(s)  # a collective on a pod: every process gathers, process 0 writes
             if jax.process_index() == 0:
                 for stale in glob.glob(f"{run_dir}/.policy.tmp-*"):  # left by a kill mid-export
                     shutil.rmtree(stale, ignore_errors=True)
-                run_info = {"purejax_run.json": {"step": int(self.state.step[s]), "seed": seed}}
+                run_info = {"purejax_run.json": {"step": int(steps[s]), "seed": seed}}
                 export_pretrained(policy, self.task.tokenizer, path, run_info)
             paths.append(path)
         return paths

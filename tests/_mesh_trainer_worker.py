@@ -11,7 +11,9 @@ subprocess, because jax fixes its device count (and its process group) when it s
 --process     this is process I of N (multi-host on one machine: jax.distributed over localhost,
               each process with its own simulated CPU devices);
 --skew-rewards  process 1 scores every step 0.5 higher than process 0 does (a host whose
-              host-side rewards differ, as a verifier deadline missed under load makes them).
+              host-side rewards differ, as a verifier deadline missed under load makes them);
+--record-eager FILE  write to FILE the op-by-op primitives the steps ran on sharded arrays
+              (tests/_eager_ops.py; there should be none).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--process", default="0/1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--skew-rewards", action="store_true")
+    parser.add_argument("--record-eager")
     args = parser.parse_args()
     process_id, num_processes = (int(v) for v in args.process.split("/"))
 
@@ -55,6 +58,7 @@ def main() -> None:
 
     from purejax import tasks
     from purejax import trainer as trainer_lib
+    from tests import _eager_ops
 
     if args.skew_rewards and process_id == 1:
         from purejax import scoring
@@ -71,7 +75,12 @@ def main() -> None:
     with config.unlocked():
         config.mesh.update(data=args.mesh[0], fsdp=args.mesh[1], tensor=args.mesh[2])
     task = tasks.build_task(config)
-    trainer_lib.Trainer(config, task, args.workdir, show_progress=False).run(stop_after=args.stop_after)
+    trainer = trainer_lib.Trainer(config, task, args.workdir, show_progress=False)
+    eager = _eager_ops.record(trainer) if args.record_eager else None
+    trainer.run(stop_after=args.stop_after)
+    if args.record_eager:
+        _eager_ops.write(eager, args.record_eager)
+
 
 if __name__ == "__main__":
     main()

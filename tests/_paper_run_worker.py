@@ -2,10 +2,11 @@
 for tests/test_real_configs.py: the real-model path (HF policy + HF PRM + the PURE data files,
 loaded through `trainer.build_task`), shrunk by overrides only.
 
-    python -m tests._paper_run_worker ROOT WORKDIR [--mesh D,F,T]
+    python -m tests._paper_run_worker ROOT WORKDIR [--mesh D,F,T] [--record-eager FILE]
 
 ROOT holds policy/, prm/ and train.json (written by the test). With --mesh the run is sharded
-over that mesh (run it with simulated devices).
+over that mesh (run it with simulated devices); --record-eager writes to FILE the op-by-op
+primitives its steps ran on sharded arrays (tests/_eager_ops.py; there should be none).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def overrides(root: str, mesh=(1, -1, 1)) -> list[str]:
     ]
 
 
-def run(root: str, workdir: str, mesh=(1, -1, 1), config_file: str = "qwen25_math_7b_prm_vr.py") -> None:
+def run(
+    root: str, workdir: str, mesh=(1, -1, 1), config_file: str = "qwen25_math_7b_prm_vr.py", record_eager=None
+) -> None:
     from purejax import config as config_lib
     from purejax import tasks
     from purejax import trainer as trainer_lib
@@ -57,7 +60,14 @@ def run(root: str, workdir: str, mesh=(1, -1, 1), config_file: str = "qwen25_mat
     path = os.path.join(ROOT_DIR, "configs", config_file)
     config = config_lib.load(path, overrides(root, mesh))
     task = tasks.build_task(config)
-    trainer_lib.Trainer(config, task, workdir, show_progress=False).run()
+    trainer = trainer_lib.Trainer(config, task, workdir, show_progress=False)
+    if record_eager:
+        from tests import _eager_ops
+
+        eager = _eager_ops.record(trainer)
+    trainer.run()
+    if record_eager:
+        _eager_ops.write(eager, record_eager)
 
 
 if __name__ == "__main__":
@@ -65,5 +75,6 @@ if __name__ == "__main__":
     parser.add_argument("root")
     parser.add_argument("workdir")
     parser.add_argument("--mesh", default="1,-1,1")
+    parser.add_argument("--record-eager")
     args = parser.parse_args()
-    run(args.root, args.workdir, tuple(int(v) for v in args.mesh.split(",")))
+    run(args.root, args.workdir, tuple(int(v) for v in args.mesh.split(",")), record_eager=args.record_eager)

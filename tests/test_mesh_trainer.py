@@ -39,8 +39,12 @@ from tests._simulated import ROOT
 
 
 
-def _launch(workdir, mesh, devices, stop_after=None, process=None, port=0, rollout_tensor=0, skew=False):
+def _launch(
+    workdir, mesh, devices, stop_after=None, process=None, port=0, rollout_tensor=0, skew=False, record_eager=None
+):
     command = [sys.executable, "-m", "tests._mesh_trainer_worker", str(workdir), "--mesh", mesh]
+    if record_eager:
+        command += ["--record-eager", str(record_eager)]
     if skew:
         command += ["--skew-rewards"]
     if stop_after:
@@ -82,7 +86,8 @@ def _free_port() -> int:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("mesh_trainer")
     _finish([_launch(root / "reference", "1,1,1", devices=1)])
-    _finish([_launch(root / "mesh", "2,2,2", devices=8, stop_after=3, rollout_tensor=2)])
+    eager = root / "eager_ops.txt"
+    _finish([_launch(root / "mesh", "2,2,2", devices=8, stop_after=3, rollout_tensor=2, record_eager=eager)])
     shutil.copytree(root / "mesh", root / "multihost")
     port = _free_port()
     _finish(
@@ -115,6 +120,12 @@ def test_trainer_on_a_mesh_equals_single_device(runs):
     _assert_same_records(runs / "mesh", runs / "reference", steps=(0, 1, 2, 3))
     assert sorted(os.listdir(runs / "mesh" / "checkpoints")) == ["2"]
     assert not (runs / "mesh" / "seed_0" / "policy").exists()
+
+
+def test_the_steps_run_no_op_by_op_primitive_on_sharded_arrays(runs):
+    """Every computation of a step on sharded arrays is a jitted call or a fetch
+    (tests/_eager_ops.py says why: an x[0] per leaf in the sampler hung the multi-host run)."""
+    assert (runs / "eager_ops.txt").read_text().split() == []
 
 
 def test_resumed_on_another_mesh_across_processes_equals_single_device(runs):

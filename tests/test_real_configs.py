@@ -179,7 +179,9 @@ def test_a_paper_config_trains_on_tiny_hf_checkpoints_on_one_device_and_on_a_mes
     checkpoints (policy + PRM + tokenizer) and the PURE data format: the real-model path of
     build_task (weights loaded to the host, then placed), with micro-batches, logit chunks,
     remat, sampler and PRM row chunks. Sharded over 8 simulated devices (mesh 1 x 2 x 4, a
-    subprocess), every metric matches the one-device run."""
+    subprocess), every metric matches the one-device run, and its steps run no op-by-op
+    primitive on a sharded array (tests/_eager_ops.py: on a pod each is a program of its own,
+    and dozens in flight hung a 2-process run)."""
     from purejax.metrics_log import read_metrics
     from tests import _paper_run_worker as worker
     from tests._simulated import run_module
@@ -188,8 +190,9 @@ def test_a_paper_config_trains_on_tiny_hf_checkpoints_on_one_device_and_on_a_mes
 
     worker.run(str(tmp_path), str(tmp_path / "one_device"))
     proc = run_module(
-        "tests._paper_run_worker", str(tmp_path), str(tmp_path / "mesh"), "--mesh", "1,2,4", timeout=600
-    )
+        "tests._paper_run_worker", str(tmp_path), str(tmp_path / "mesh"), "--mesh", "1,2,4",
+        "--record-eager", str(tmp_path / "eager_ops.txt"), timeout=600,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     want = read_metrics(str(tmp_path / "one_device" / "metrics.jsonl"))
     got = read_metrics(str(tmp_path / "mesh" / "metrics.jsonl"))
@@ -200,3 +203,4 @@ def test_a_paper_config_trains_on_tiny_hf_checkpoints_on_one_device_and_on_a_mes
             if "/time/" not in key and isinstance(value, float):
                 np.testing.assert_allclose(g[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
     assert os.path.isfile(tmp_path / "mesh" / "policy" / "model.safetensors")
+    assert (tmp_path / "eager_ops.txt").read_text().split() == []

@@ -103,6 +103,28 @@ def test_early_stop_acts_on_an_alarm(smoke_config, task, tmp_path):
     assert records[-1]["step"] == alarmed[0] < smoke_config.total_steps
 
 
+def test_early_stop_follows_process_0(smoke_config, task, tmp_path, monkeypatch):
+    """On a pod every process stops where process 0 does, whatever its own monitors say: here
+    this process alarms at every step, process 0 (faked) never, and the run goes on to the end."""
+    from purejax import distributed
+
+    asked = []
+
+    def process_0_saw_no_alarm(tree):
+        if isinstance(tree, dict):  # the step's rewards: process 0's are this process's
+            return tree
+        asked.append(bool(tree))
+        return np.asarray(False)
+
+    monkeypatch.setattr(distributed, "same_on_every_process", process_0_saw_no_alarm)
+    config = smoke_config.copy_and_resolve_references()
+    with config.unlocked():
+        config.monitor.early_stop = True
+    _run(config, task, tmp_path)
+    assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == smoke_config.total_steps
+    assert len(asked) == smoke_config.total_steps and any(asked)  # asked every step, and it had alarmed
+
+
 def _with_seed(config, **fields):
     config = config.copy_and_resolve_references()
     with config.unlocked():
