@@ -157,7 +157,8 @@ def defaults() -> ml_collections.ConfigDict:
         dict(keep_checkpoints=3, sample_every=10, tensorboard=True, wandb_project="")
     )  # "": off; W&B logs only when installed and named here
     # Reward-hacking alarms (purejax.monitors.HackingMonitor); early_stop acts on them.
-    c.monitor = ml_collections.ConfigDict(dict(early_stop=False, max_skipped_steps=5))
+    # step_timeout_s: a step running longer ends the process (purejax.watchdog); 0 = off.
+    c.monitor = ml_collections.ConfigDict(dict(early_stop=False, max_skipped_steps=5, step_timeout_s=0.0))
     # Device mesh (purejax.sharding): -1 = the rest of the devices; rules map the Decoder's
     # logical axis names to mesh axes (FSDP over `embed`, tensor parallelism over heads/MLP/vocab).
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules=_default_mesh_rules()))
@@ -268,6 +269,7 @@ _CHECKS: dict[str, Callable] = {
     "logging.keep_checkpoints": positive,
     "logging.sample_every": positive,
     "monitor.max_skipped_steps": non_negative,
+    "monitor.step_timeout_s": non_negative,
     "mesh.data": _mesh_size,
     "mesh.fsdp": _mesh_size,
     "mesh.tensor": _mesh_size,

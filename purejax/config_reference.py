@@ -127,6 +127,10 @@ FIELD_DOCS = {
     "monitor.early_stop": "Stop the run when a reward-hacking alarm is raised.",
     "monitor.max_skipped_steps": "End the run with an error after this many consecutive RL steps whose every update "
     "was skipped as non-finite (0 = never): the weights can no longer move.",
+    "monitor.step_timeout_s": "A step (rollout, scoring, update, evaluation, checkpoint) running longer than this "
+    "many seconds prints every thread's stack and exits with code 124, so a scheduler can restart the run from its "
+    "last checkpoint instead of a hung pod waiting forever (0 = off). Set it above the slowest step, the first "
+    "one included (it compiles).",
     "mesh.data": "Data-parallel mesh axis size (-1 = the rest of the devices); see purejax.sharding.",
     "mesh.fsdp": "FSDP mesh axis size: the batch and every parameter's embed dimension are split over it.",
     "mesh.tensor": "Tensor-parallel mesh axis size: heads, MLP width and vocabulary are split over it.",

@@ -38,6 +38,7 @@ from purejax import scoring
 from purejax import sharding
 from purejax import steps as steps_lib
 from purejax import train_step as train_step_lib
+from purejax import watchdog as watchdog_lib
 from purejax.models import export_pretrained
 from purejax.rewards import verifier
 from purejax.sampling import stop_token_ids
@@ -197,10 +198,13 @@ class Trainer:
         quiet = not self.show_progress or jax.process_index() != 0
         bar = tqdm(total=total, initial=start, desc=desc, disable=quiet, dynamic_ncols=True)
         stop, plots = preemption.StopRequest(), report.LivePlots()
+        watchdog = watchdog_lib.StepWatchdog(c.monitor.step_timeout_s)
         try:
             if start == 0:
+                watchdog.arm(0)
                 summaries = [w.write(0, record) for w, record in zip(writers, self.evaluate())]
             for step in range(start, end):
+                watchdog.arm(step + 1)
                 records, done = self._one_step(step), step + 1
                 evaluated = done % int(c.eval_every) == 0 or done == total
                 if evaluated:
@@ -229,6 +233,7 @@ class Trainer:
             if summaries[0].get("step") == total:
                 self.export()
         finally:
+            watchdog.close()
             stop.close()
             plots.close()
             bar.close()

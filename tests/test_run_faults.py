@@ -8,6 +8,7 @@ an uninterrupted run, or in one clear error naming what to fix, with nothing los
   total_steps says so; the run record (config.json, environment.json) is written.
 - Updates that are all non-finite end the run after monitor.max_skipped_steps steps.
 - A workdir that is a file fails before anything loads.
+- A hung step ends the process after monitor.step_timeout_s (exit code 124, every stack).
 """
 
 import json
@@ -184,3 +185,54 @@ def test_kill_9_mid_checkpoint_mid_export_and_at_random_leaves_an_exact_run(unin
         reference_dir / "policy" / "model.safetensors"
     ).read_bytes()
     assert not list(workdir.glob(".policy.tmp-*"))
+
+
+_HANGING_RUN = """
+import sys, time
+from purejax import config as config_lib, tasks, trainer as trainer_lib
+config = config_lib.load(sys.argv[1], ["monitor.step_timeout_s=2"])
+trainer_lib.Trainer.evaluate = lambda self: time.sleep(120)  # a collective nobody joins
+trainer_lib.Trainer(config, tasks.build_task(config), sys.argv[2], show_progress=False).run()
+print("not reached")
+"""
+
+
+def test_a_hung_step_exits_with_every_stack_after_monitor_step_timeout_s(tmp_path):
+    """A step that hangs (here the first evaluation sleeps, as a pod's process waits in a collective
+    another never joins) ends the process after monitor.step_timeout_s with exit code 124, a
+    message naming the step and the setting, and every thread's stack, instead of waiting
+    forever; the scheduler then reruns the command and it resumes from the last checkpoint
+    (which a kill at any moment leaves whole, test_checkpoint.py)."""
+    import subprocess
+    import sys
+    import time
+
+    from purejax import watchdog
+
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", _HANGING_RUN, SMOKE, str(tmp_path / "w")],
+        cwd=ROOT, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert proc.returncode == watchdog.EXIT_CODE, proc.stderr[-2000:]
+    assert time.monotonic() - start < 100  # the sleep would take 120 s
+    assert "step 0 has run for more than monitor.step_timeout_s=2 s" in proc.stderr
+    assert "rerun the same command to resume" in proc.stderr
+    assert "in run" in proc.stderr and "trainer.py" in proc.stderr  # the main thread's stack
+    assert "not reached" not in proc.stdout
+
+
+def test_the_step_watchdog_is_quiet_when_disarmed_in_time():
+    """Armed and disarmed within the timeout (every step of a healthy run), nothing happens."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time; from purejax.watchdog import StepWatchdog\n"
+        "w = StepWatchdog(0.5)\n"
+        "for step in range(4):\n"
+        "    w.arm(step); time.sleep(0.2); w.disarm()\n"
+        "time.sleep(1.0); w.close(); print('alive')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "alive", proc.stderr
