@@ -1,16 +1,16 @@
 """A hung step ends the process, so a scheduler can restart the run from its last checkpoint.
 
     watchdog = StepWatchdog(config.monitor.step_timeout_s)   # 0: off
-    watchdog.arm(step)       # at the start of each step
+    watchdog.arm(step)       # at the start of each step (restarts the clock)
     ...                      # rollout, scoring, update, evaluation, checkpoint
-    watchdog.disarm()        # at its end; close() when the loop ends
+    watchdog.close()         # when the loop ends
 
 A collective that one process of a pod never joins waits forever, with no error and no
 timeout (jax-ml/jax#38503 for NCCL; the 2-process CPU test hung the same way, see
 tests/_eager_ops.py), and a hung job holds its accelerators until someone notices. With a
 timeout set, a step that outlasts it prints what happened and every thread's Python stack to
-stderr, then exits the process with EXIT_CODE (the run's checkpoints are untouched: a step
-never writes one half-way). The timer is a thread, which runs while the main thread waits
+stderr, then exits the process with EXIT_CODE. Checkpoints survive it as they survive any
+kill: one being written is an unfinished temporary that the next run ignores. The timer is a thread, which runs while the main thread waits
 inside XLA (XLA releases the GIL while it executes).
 """
 
