@@ -17,7 +17,8 @@ replicated over the data groups, tensor-parallel over 2 inside one).
 Every metric of every step and seed (rewards, losses, greedy accuracy; sampled tokens decide
 them all) must match the reference to |a - b| <= 1e-4 |a| + 1e-6 (float32 reductions reorder
 across devices), the multi-host run must write each record once, and the exported policy
-must equal the reference's.
+must equal the reference's. The mesh run also records the op-by-op primitives its steps run on
+sharded arrays (tests/_eager_ops.py), which must be none: such ops hung the multi-host run.
 
 Run just these: python -m pytest -k "shard or mesh" -q
 """
