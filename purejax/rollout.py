@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from purejax import config_checks, engine, sharding
+from purejax import seed_map as seed_map_lib
 from purejax.sampling import SampleOutput, sample_seeds
 from purejax.rewards import verifier
 
@@ -133,7 +134,7 @@ def params_layout(params, partitioner):
     One program for the whole tree, not a device_put per leaf: on a pod every eager reshard is
     a program with collectives on every process, and dozens of them in flight at once is what
     a 2-process run hung on (tests/test_mesh_trainer.py, under load)."""
-    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params)
+    one = seed_map_lib.one_seed_shapes(params)
     return jax.jit(lambda tree: tree, out_shardings=partitioner.seed_stacked(partitioner.tree(one)))
 
 

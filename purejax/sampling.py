@@ -147,10 +147,7 @@ def sample_seeds(
       ..., rng=rngs[s])`, bit for bit with 'loop', up to float rounding of the batched
       matmuls with 'vmap'.
     """
-    # One seed's shapes, not a slice: an eager op on a global array is a separate program on
-    # every process, and a pod whose processes dispatched those tiny programs out of step hung
-    # (seen in the 2-process mesh test). Only shapes and the model's config are needed here.
-    first = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params)
+    first = seed_map_lib.one_seed_shapes(params)  # not x[0]: a slice per leaf hung a 2-process run
     ids, mask = np.asarray(prompt_ids), np.asarray(prompt_mask)
     shared = ids.ndim == 2
     eos = _check_inputs(

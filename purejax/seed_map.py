@@ -33,6 +33,13 @@ def resolve(mode: str) -> str:
     return mode
 
 
+def one_seed_shapes(stacked):
+    """The abstract shapes (jax.ShapeDtypeStruct) of one seed's slice of a seed-stacked tree, for
+    what needs only shapes (shardings, config checks): slicing a global array with x[0] would run
+    an op-by-op program per leaf on every process of a pod (see tests/_eager_ops.py)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), stacked)
+
+
 def over_seeds(fn: Callable, mode: str, in_axes=0) -> Callable:
     """`fn` mapped over the leading seed axis of its arguments, as `jax.vmap(fn, in_axes)`
     would map it; `in_axes` is 0 (every argument) or a tuple of 0 / None per argument (None:

@@ -100,7 +100,6 @@ class Trainer:
             p.check_rows(calls)
         # The decode layout (config.rollout.mesh_tensor), or None: sample in the training layout.
         self.rollout_partitioner = sharding.for_rollout(p, int(r.mesh_tensor))
-        self._layout = None  # its jitted reshard, built at the first rollout
         self.optimizer = train_step_lib.make_optimizer(config)
         self.lr = train_step_lib.lr_schedule(config)
         self.graphdef, self.state, one_seed_sharding = train_step_lib.init_seed_states(
@@ -110,6 +109,9 @@ class Trainer:
         # The masters cast once per use (a rollout, an evaluation, an export), not per decode step.
         self._cast = jax.jit(lambda params: train_step_lib.cast_params(params, compute))
         self._masters_cast = jnp.dtype(config.policy.param_dtype) != compute
+        if self.rollout_partitioner is not None:  # the jitted reshard into the decode layout
+            like = jax.eval_shape(self.compute_params)
+            self._layout = rollout_lib.params_layout(like, self.rollout_partitioner)
         self.update_keys = jnp.stack([jax.random.PRNGKey(seed) for seed in self.seeds])
         if p is not None:
             self.update_keys = p.put(self.update_keys, p.replicated())
@@ -144,8 +146,6 @@ class Trainer:
         keys = rollout_lib.step_keys(self.seeds, step)
         params, partitioner = self.compute_params(), self.partitioner
         if self.rollout_partitioner is not None:  # once per step: weights laid out for decoding
-            if self._layout is None:
-                self._layout = rollout_lib.params_layout(params, self.rollout_partitioner)
             params, partitioner = self._layout(params), self.rollout_partitioner
         out = rollout_lib.sample_rollout(
             self.graphdef, params, ids, mask, keys, c.rollout,

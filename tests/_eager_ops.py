@@ -7,7 +7,7 @@ processes sat idle in different tiny programs). Every computation of a step on s
 must therefore be a jitted call (or a fetch). The mesh workers record with this, and the tests
 assert the record is empty.
 
-    names = record(trainer)   # before trainer.run(); filled while steps and evaluations run
+    record(trainer, path)   # before trainer.run(); the run writes the names to `path` when it returns
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import jax
 from jax._src import core  # private: the one place every eager primitive passes
 
 
-def record(trainer) -> list[str]:
-    """Starts recording; returns the list that Trainer._one_step and Trainer.evaluate fill with
-    the names of eager primitives on multi-device arrays (jitted calls are not eager)."""
+def record(trainer, path: str) -> None:
+    """Records the names of the eager primitives on multi-device arrays (jitted calls are not
+    eager) that Trainer._one_step and Trainer.evaluate run, one per line into `path` when
+    trainer.run() returns."""
     names, active = [], [False]
     process_primitive, device_put = core.EvalTrace.process_primitive, jax.device_put
 
@@ -46,10 +47,13 @@ def record(trainer) -> list[str]:
         return run
 
     core.EvalTrace.process_primitive, jax.device_put = recording_process_primitive, recording_device_put
+    run = trainer.run
+
+    def run_then_write(*a, **k):
+        summaries = run(*a, **k)
+        with open(path, "w") as f:
+            f.writelines(f"{name}\n" for name in names)
+        return summaries
+
     trainer._one_step, trainer.evaluate = recorded(trainer._one_step), recorded(trainer.evaluate)
-    return names
-
-
-def write(names: list[str], path: str) -> None:
-    with open(path, "w") as f:
-        f.writelines(f"{name}\n" for name in names)
+    trainer.run = run_then_write

@@ -76,10 +76,9 @@ def main() -> None:
         config.mesh.update(data=args.mesh[0], fsdp=args.mesh[1], tensor=args.mesh[2])
     task = tasks.build_task(config)
     trainer = trainer_lib.Trainer(config, task, args.workdir, show_progress=False)
-    eager = _eager_ops.record(trainer) if args.record_eager else None
-    trainer.run(stop_after=args.stop_after)
     if args.record_eager:
-        _eager_ops.write(eager, args.record_eager)
+        _eager_ops.record(trainer, args.record_eager)
+    trainer.run(stop_after=args.stop_after)
 
 
 if __name__ == "__main__":

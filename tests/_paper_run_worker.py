@@ -64,10 +64,8 @@ def run(
     if record_eager:
         from tests import _eager_ops
 
-        eager = _eager_ops.record(trainer)
+        _eager_ops.record(trainer, record_eager)
     trainer.run()
-    if record_eager:
-        _eager_ops.write(eager, record_eager)
 
 
 if __name__ == "__main__":

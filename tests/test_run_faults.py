@@ -14,6 +14,9 @@ an uninterrupted run, or in one clear error naming what to fix, with nothing los
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
@@ -203,10 +206,6 @@ def test_a_hung_step_exits_with_every_stack_after_monitor_step_timeout_s(tmp_pat
     message naming the step and the setting, and every thread's stack, instead of waiting
     forever; the scheduler then reruns the command and it resumes from the last checkpoint
     (which a kill at any moment leaves whole, test_checkpoint.py)."""
-    import subprocess
-    import sys
-    import time
-
     from purejax import watchdog
 
     start = time.monotonic()
@@ -224,9 +223,6 @@ def test_a_hung_step_exits_with_every_stack_after_monitor_step_timeout_s(tmp_pat
 
 def test_the_step_watchdog_is_quiet_when_disarmed_in_time():
     """Armed and disarmed within the timeout (every step of a healthy run), nothing happens."""
-    import subprocess
-    import sys
-
     code = (
         "import time; from purejax.watchdog import StepWatchdog\n"
         "w = StepWatchdog(0.5)\n"
