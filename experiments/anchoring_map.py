@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
-from purejax import cli
+from experiments import compare_credit
 from purejax import config as config_lib
 
 DEFAULT_SCORES = (0.9, 0.5, 0.2, -0.2, -0.3, -0.4)
@@ -26,17 +26,10 @@ BASE_OVERRIDES = ("policy.path=builtin:arith_guess", "total_steps=200")
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, config_lib.defaults())
-    parser.add_argument("--config", default=os.path.join("configs", "compare_credit.py"))
-    parser.add_argument("--workdir", required=True)
+    parser = compare_credit.sweep_parser(__doc__)
     parser.add_argument("--scores", type=float, nargs="+", default=list(DEFAULT_SCORES))
     parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), help="see purejax.compare.ARMS")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (seed, seed+1, ...)")
-    parser.add_argument("--report-only", action="store_true", help="only rebuild the map")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args, overrides = cli.parse(parser, sys.argv[1:] if argv is None else argv, "--config.total_steps=100")
-    if args.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    args, overrides = compare_credit.parse_sweep(parser, argv, "--config.total_steps=100")
     bad = [s for s in args.scores if not -1.0 <= s <= 1.0]
     if bad:
         parser.error(f"--scores must lie in [-1, 1] (PRM rewards are 2p - 1), got {bad}")

@@ -22,17 +22,29 @@ from purejax import cli
 from purejax import config as config_lib
 
 
-def main(argv=None):
-    parser = cli.parser(__doc__, config_lib.defaults())
+def sweep_parser(description: str):
+    """The arguments of every sweep script (this one, anchoring_map, findings)."""
+    parser = cli.parser(description, config_lib.defaults())
     parser.add_argument("--config", default=os.path.join("configs", "compare_credit.py"))
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (seed, seed+1, ...)")
-    parser.add_argument("--arms", nargs="*", help="arm names (default: all); see purejax.compare.ARMS")
-    parser.add_argument("--report-only", action="store_true", help="only rebuild the plots and table")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the reports from what is on disk")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args, overrides = cli.parse(parser, sys.argv[1:] if argv is None else argv, "--config.total_steps=50")
+    return parser
+
+
+def parse_sweep(parser, argv, example: str):
+    """(args, overrides) of a sweep script's command line, --seeds checked."""
+    args, overrides = cli.parse(parser, sys.argv[1:] if argv is None else argv, example)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    return args, overrides
+
+
+def main(argv=None):
+    parser = sweep_parser(__doc__)
+    parser.add_argument("--arms", nargs="*", help="arm names (default: all); see purejax.compare.ARMS")
+    args, overrides = parse_sweep(parser, argv, "--config.total_steps=50")
     from purejax import compare
 
     try:

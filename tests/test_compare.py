@@ -255,3 +255,27 @@ def test_finding_3_needs_pure_prm_to_keep_its_steps(tmp_path):
     # Without a PURE-PRM arm there is nothing to tell the two apart: not shown, and said why.
     alone = compare.write_report(str(tmp_path), compare.select_arms(["step_mean"]), 2, 0)["findings"]
     assert not alone[0]["shown"] and "no PURE-PRM arm" in alone[0]["evidence"]
+
+
+def test_finding_2_asks_pure_prm_to_reach_pure_vr_level(tmp_path):
+    """The paper's finding 2: min-form PRM credit reaches VR-level accuracy (in ~30% of the
+    steps). Held-out accuracy at steps 0, 10, 20; PURE-VR ends at 0.60 in both seeds."""
+    flat = ((4.4, 4.3), (0.0, 0.0))
+    for s in range(2):
+        _fake_run(tmp_path / "pure_vr" / f"seed_{s}", (0.44, 0.50, 0.60), *flat)
+        _fake_run(tmp_path / "pure_prm" / f"seed_{s}", (0.44, 0.59, 0.61), *flat)
+    arms = compare.select_arms(["pure_prm", "pure_vr"])
+    found = {f["finding"][:2]: f for f in compare.write_report(str(tmp_path), arms, 2, 0)["findings"]}
+    # 2 standard errors of a 2-seed mean near 0.44 on an unknown count: the 1-point floor, so 2.0.
+    assert found["2."]["shown"]
+    assert (
+        "PURE-PRM reaches PURE-VR's final 60.0 (less 2.0) at step 10 (50% of PURE-VR's 20 steps; "
+        "PURE-VR itself at step 20)" in found["2."]["evidence"]
+    )
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert results["pure_prm"]["accuracy_curve"] == [[0, 0.44], [10, 0.59], [20, 0.61]]
+    # PURE-PRM improving, but not to VR's level: not shown.
+    for s in range(2):
+        _fake_run(tmp_path / "pure_prm" / f"seed_{s}", (0.44, 0.52, 0.55), *flat)
+    found = {f["finding"][:2]: f for f in compare.write_report(str(tmp_path), arms, 2, 0)["findings"]}
+    assert not found["2."]["shown"] and "(less 2.0) never" in found["2."]["evidence"]
