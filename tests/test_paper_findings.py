@@ -24,7 +24,7 @@ def test_every_finding_has_exactly_one_regime_and_each_regime_is_the_readme_stud
     assert main.policy.path == default.policy.path and main.total_steps == 200
     assert (giant.policy.path, giant.rewards.prm.multiline_steps) == ("builtin:arith_merged", "by_line")
     assert (giant.rewards.prm.wrong, giant.rewards.prm.unchecked, giant.total_steps) == (0.0, 0.25, 300)
-    assert (guess.policy.path, guess.rewards.prm.unchecked, guess.total_steps) == ("builtin:arith_guess", -0.25, 1000)
+    assert (guess.policy.path, guess.rewards.prm.unchecked, guess.total_steps) == ("builtin:arith_guess", -0.25, 500)
     for regime in findings_script.REGIMES:
         compare.select_arms(regime.arms)  # every arm exists
 
@@ -60,8 +60,8 @@ def test_the_summary_takes_each_finding_from_its_regime(tmp_path, capsys):
     assert "PURE-PRM reaches PURE-VR's final 53.0 (less 2.0) at step 10 (50% of PURE-VR's 20 steps" in rows[1]["evidence"]
     assert "PURE-PRM+VR held in 1 of the 2 seeds where PURE-PRM drifted" in rows[4]["evidence"]
     text = (tmp_path / "findings.md").read_text()
-    assert "| 4. PURE-PRM eventually drifts (in most seeds) | an answer without work in support, scored -0.25, 1000 steps | **yes** | PURE-PRM drifted in 2/2 seeds" in text
-    assert "| 5. PURE-PRM+VR stays anchored where PURE-PRM drifts | an answer without work in support, scored -0.25, 1000 steps | no |" in text
+    assert "| 4. PURE-PRM eventually drifts (in most seeds) | an answer without work in support, scored -0.25, 500 steps | **yes** | PURE-PRM drifted in 2/2 seeds" in text
+    assert "| 5. PURE-PRM+VR stays anchored where PURE-PRM drifts | an answer without work in support, scored -0.25, 500 steps | no |" in text
     assert json.loads((tmp_path / "findings.json").read_text())["findings"] == rows
     assert os.path.getsize(tmp_path / "findings.png") > 20_000
     # Each regime keeps its own report.
