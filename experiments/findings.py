@@ -32,7 +32,7 @@ from purejax import paper_findings
 REGIMES = (
     paper_findings.Regime(
         "main_warm_start",
-        "main job's warm start, 200 steps",
+        "main job's warm start",
         ("total_steps=200",),
         ("sum", "pure_prm", "pure_vr", "min"),
         (1, 2),
@@ -40,7 +40,7 @@ REGIMES = (
     ),
     paper_findings.Regime(
         "giant_step",
-        "a giant step in support, judged line by line, 300 steps",
+        "a giant step in support, judged line by line",
         (
             "policy.path=builtin:arith_merged",
             "rewards.prm.wrong=0.0",
@@ -54,7 +54,7 @@ REGIMES = (
     ),
     paper_findings.Regime(
         "guess",
-        "an answer without work in support, scored -0.25, 500 steps",
+        "an answer without work in support, scored -0.25",
         ("policy.path=builtin:arith_guess", "rewards.prm.unchecked=-0.25", "total_steps=500"),
         ("pure_prm", "pure_prm_vr"),
         (4, 5),

@@ -49,16 +49,18 @@ def finding_number(finding: dict) -> int:
 def write_summary(workdir: str, regimes: Sequence[Regime], num_seeds: int, first_seed: int = 0, walls=None):
     """Each regime's own report (compare.write_report), then findings.md, findings.json and
     findings.png in workdir over the findings each regime is read for; returns the rows."""
-    rows, reports = [], {}
+    rows, labels = [], {}
     for regime in regimes:
         out = regime_dir(workdir, regime)
         if not os.path.isdir(out):
             continue
-        arms = compare.select_arms(regime.arms)
-        reports[regime.slug] = compare.write_report(out, arms, num_seeds, first_seed)
-        for finding in reports[regime.slug]["findings"]:
+        payload = compare.write_report(out, compare.select_arms(regime.arms), num_seeds, first_seed)
+        # The steps the runs on disk reached, which a --config.total_steps may have changed.
+        steps = max((s["steps"] for r in payload["results"].values() for s in r["per_seed"]), default=0)
+        labels[regime.slug] = f"{regime.title}, {steps} steps"
+        for finding in payload["findings"]:
             if finding_number(finding) in regime.findings:
-                rows.append({**finding, "regime": regime.slug, "regime_title": regime.title})
+                rows.append({**finding, "regime": regime.slug, "regime_title": labels[regime.slug]})
     if not rows:
         raise FileNotFoundError(f"no runs under {workdir} for regimes {[r.slug for r in regimes]}: run them first")
     rows.sort(key=finding_number)
@@ -69,7 +71,7 @@ def write_summary(workdir: str, regimes: Sequence[Regime], num_seeds: int, first
     ]
     lines.append(
         f"\n{num_seeds} seeds per arm (from seed {first_seed}). Each regime's table and curves: "
-        + ", ".join(f"{r.slug}/results.md" for r in regimes if r.slug in reports)
+        + ", ".join(f"{slug}/results.md" for slug in labels)
         + "."
     )
     if walls:
@@ -79,7 +81,7 @@ def write_summary(workdir: str, regimes: Sequence[Regime], num_seeds: int, first
             + f"; {sum(walls.values()) / 60:.1f} min in all."
         )
     text = "\n".join(lines) + "\n"
-    plot = plot_regimes(workdir, [r for r in regimes if r.slug in reports], num_seeds, first_seed)
+    plot = plot_regimes(workdir, [r for r in regimes if r.slug in labels], labels, num_seeds, first_seed)
     atomic.write_text(os.path.join(workdir, "findings.md"), text)
     payload = {"findings": rows, "wall_s": walls or {}, "plot": plot}
     atomic.write_text(os.path.join(workdir, "findings.json"), json.dumps(payload, indent=1, default=float))
@@ -88,9 +90,9 @@ def write_summary(workdir: str, regimes: Sequence[Regime], num_seeds: int, first
     return rows
 
 
-def plot_regimes(workdir: str, regimes: Sequence[Regime], num_seeds: int, first_seed: int = 0) -> str:
-    """One column per regime: held-out accuracy on top, the curve that shows its findings
-    below; one line per arm (seed mean, shaded min-max over seeds)."""
+def plot_regimes(workdir: str, regimes: Sequence[Regime], labels: dict, num_seeds: int, first_seed: int = 0) -> str:
+    """One column per regime, headed by its label: held-out accuracy on top, the curve that
+    shows its findings below; one line per arm (seed mean, shaded min-max over seeds)."""
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -104,7 +106,7 @@ def plot_regimes(workdir: str, regimes: Sequence[Regime], num_seeds: int, first_
             for ax, (key, title) in zip(axes[:, col], (ACCURACY, regime.behaviour)):
                 compare.draw_curve(ax, key, title, *curves[key], color=arm_colors[arm.slug], label=arm.name)
         top = axes[0, col]
-        top.set_title(f"{regime.title}\n{top.get_title()}", fontsize=9)
+        top.set_title(f"{labels[regime.slug]}\n{top.get_title()}", fontsize=9)
         if top.get_legend_handles_labels()[0]:
             top.legend(fontsize=7, loc="best")
     fig.suptitle(f"the paper's findings in miniature ({num_seeds} seeds per arm)", fontsize=11)

@@ -60,8 +60,9 @@ def test_the_summary_takes_each_finding_from_its_regime(tmp_path, capsys):
     assert "PURE-PRM reaches PURE-VR's final 53.0 (less 2.0) at step 10 (50% of PURE-VR's 20 steps" in rows[1]["evidence"]
     assert "PURE-PRM+VR held in 1 of the 2 seeds where PURE-PRM drifted" in rows[4]["evidence"]
     text = (tmp_path / "findings.md").read_text()
-    assert "| 4. PURE-PRM eventually drifts (in most seeds) | an answer without work in support, scored -0.25, 500 steps | **yes** | PURE-PRM drifted in 2/2 seeds" in text
-    assert "| 5. PURE-PRM+VR stays anchored where PURE-PRM drifts | an answer without work in support, scored -0.25, 500 steps | no |" in text
+    # A regime's label gives the steps its runs on disk reached (20 here), whatever the config says.
+    assert "| 4. PURE-PRM eventually drifts (in most seeds) | an answer without work in support, scored -0.25, 20 steps | **yes** | PURE-PRM drifted in 2/2 seeds" in text
+    assert "| 5. PURE-PRM+VR stays anchored where PURE-PRM drifts | an answer without work in support, scored -0.25, 20 steps | no |" in text
     assert json.loads((tmp_path / "findings.json").read_text())["findings"] == rows
     assert os.path.getsize(tmp_path / "findings.png") > 20_000
     # Each regime keeps its own report.
