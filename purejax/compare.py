@@ -215,12 +215,13 @@ def arm_results(workdir: str, arm: Arm, num_seeds: int, first_seed: int = 0, eva
     """Per-seed numbers of one arm, and their mean/std (`eval_count`: held-out prompts per
     evaluation, for runs whose records predate `eval/count`)."""
     seeds = range(first_seed, first_seed + num_seeds)
-    per_seed = []
+    per_seed, accuracy_by_step = [], []
     for seed, d in zip(seeds, seed_dirs(workdir, arm, num_seeds, first_seed)):
         records = read_metrics(os.path.join(d, "metrics.jsonl"))
         if not records:  # a seed not run (yet): left out, the others keep their seed numbers
             continue
-        _, accuracy = report.series(records, "eval/accuracy")
+        eval_steps, accuracy = report.series(records, "eval/accuracy")
+        accuracy_by_step.append(dict(zip(eval_steps, accuracy)))
         _, count = report.series(records, "eval/count")
         per_seed.append(
             {
@@ -259,16 +260,17 @@ def arm_results(workdir: str, arm: Arm, num_seeds: int, first_seed: int = 0, eva
         values = np.array([s[key] for s in per_seed], float)
         summary[key] = float(values.mean()) if len(values) else math.nan
         summary[f"{key}_std"] = float(values.std()) if len(values) else math.nan
-    summary["accuracy_curve"] = _mean_accuracy_curve(workdir, arm, num_seeds, first_seed)
+    summary["accuracy_curve"] = _mean_accuracy_curve(accuracy_by_step)
     summary["alarmed_seeds"] = sum(s["first_alarm"] is not None for s in per_seed)
     summary["accuracy_noise"] = _accuracy_noise(summary["accuracy_start"], per_seed)
     return summary
 
 
-def _mean_accuracy_curve(workdir, arm, num_seeds, first_seed) -> list[list[float]]:
-    """[[step, seed-mean held-out accuracy], ...] over the steps every seed evaluated."""
-    steps, values = mean_curves(workdir, arm, num_seeds, first_seed)["eval/accuracy"]
-    return [[int(s), float(v)] for s, v in zip(steps, values.mean(0))] if steps else []
+def _mean_accuracy_curve(accuracy_by_step: list[dict]) -> list[list[float]]:
+    """[[step, seed-mean held-out accuracy], ...] over the steps every seed evaluated, from
+    each seed's {step: accuracy} (the records arm_results has already read)."""
+    steps = sorted(set.intersection(*(set(a) for a in accuracy_by_step))) if accuracy_by_step else []
+    return [[int(s), float(np.mean([a[s] for a in accuracy_by_step]))] for s in steps]
 
 
 def first_step_at(curve, level: float) -> int | None:
