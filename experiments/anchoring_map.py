@@ -44,7 +44,7 @@ def main(argv=None):
     except (ValueError, config_lib.ConfigError) as error:
         sys.exit(f"error: {error}")
 
-    from purejax import anchoring, tasks, xla_cache
+    from purejax import anchoring, parallel_runs, tasks, xla_cache
 
     xla_cache.enable()
     try:
@@ -52,11 +52,20 @@ def main(argv=None):
     except ValueError as error:
         sys.exit(f"error: {error}")
     first_seed = int(next(iter(bases.values())).seed)
+    if not args.report_only:
+        runs = [
+            run
+            for score, base in bases.items()
+            for run in compare.sweep_runs(
+                base, arms, args.seeds, anchoring.score_dir(args.workdir, score), prefix=f"unchecked {score:+.2f}/"
+            )
+        ]
+        try:
+            parallel_runs.train_all(runs, tasks.build_task, args.jobs, not args.quiet)
+        except parallel_runs.RunsFailed as error:
+            sys.exit(f"error: {error}")
     for score, base in bases.items():
         out = anchoring.score_dir(args.workdir, score)
-        if not args.report_only:
-            print(f"== rewards.prm.unchecked = {score:+.2f} -> {out}", flush=True)
-            compare.run_sweep(base, arms, args.seeds, out, tasks.build_task, show_progress=not args.quiet)
         if os.path.isdir(out):
             compare.write_report(out, arms, args.seeds, first_seed, eval_count=int(base.eval.num_prompts))
     try:

@@ -1,6 +1,6 @@
 """The main job over warm-start (SFT) seeds x RL seeds: the spread behind the README's numbers.
 
-    python -m experiments.seed_spread --workdir runs/seed_spread [--sft-seeds 0 1 2] [--seeds 3]
+    python -m experiments.seed_spread --workdir runs/seed_spread [--sft-seeds 0 1 2] [--seeds 3] [--jobs 2]
 
 For each SFT seed N, trains `configs/arith_pure.py` from the warm start `builtin:arith@N`
 with RL seeds 0..seeds-1 in one run (workdir/sft_N/seed_S, resumable), then
@@ -37,9 +37,11 @@ def main(argv=None):
     parser.add_argument("--sft-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seeds", type=int, default=3, help="RL seeds per warm start (one run)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    cli.add_jobs(parser)
     args, overrides = cli.parse(parser, sys.argv[1:] if argv is None else argv)
     if args.seeds < 1 or any(s < 0 for s in args.sft_seeds):
         parser.error("--seeds must be >= 1 and --sft-seeds >= 0")
+    cli.check_jobs(parser, args)
     configs = {}
     try:
         for sft in args.sft_seeds:
@@ -47,14 +49,18 @@ def main(argv=None):
             configs[sft] = config_lib.load(args.config, list(overrides) + extra)
     except config_lib.ConfigError as error:
         sys.exit(f"error: {error}")
-    from purejax import metrics_log, report, tasks, trainer, xla_cache
+    from purejax import metrics_log, parallel_runs, report, tasks, xla_cache
 
     xla_cache.enable()
+    workdirs = {sft: os.path.join(args.workdir, f"sft_{sft}") for sft in configs}
+    runs = [parallel_runs.Run(f"sft_{sft}", config, workdirs[sft]) for sft, config in configs.items()]
+    try:
+        parallel_runs.train_all(runs, tasks.build_task, args.jobs, not args.quiet)
+    except parallel_runs.RunsFailed as error:
+        sys.exit(f"error: {error}")
     rows = []
     for sft, config in configs.items():
-        workdir = os.path.join(args.workdir, f"sft_{sft}")
-        task = tasks.build_task(config, show_progress=not args.quiet)
-        trainer.Trainer(config, task, workdir, show_progress=not args.quiet).run()
+        workdir = workdirs[sft]
         seeds = range(int(config.seed), int(config.seed) + args.seeds)
         for seed, run_dir in zip(seeds, metrics_log.seed_dirs(workdir, seeds)):
             _, accuracy = report.series(

@@ -61,3 +61,21 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str], example: str = "
             parser.error(f"{item} needs a value: {item}=VALUE or {item} VALUE")
         i += 1
     return args, overrides
+
+
+def add_jobs(parser: argparse.ArgumentParser) -> None:
+    """--jobs N of the scripts that train several runs (`purejax.parallel_runs`); check with
+    `check_jobs` after parsing."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once, each in its own process, with the results they give one by one "
+        "(purejax.parallel_runs); 2 on a 2-core CPU gives ~1.4x the throughput. Keep 1 on a GPU or TPU, "
+        "where each process would claim the accelerator's memory.",
+    )
+
+
+def check_jobs(parser: argparse.ArgumentParser, args) -> None:
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")

@@ -16,16 +16,15 @@ import dataclasses
 import json
 import math
 import os
-import time
 from typing import Callable, Sequence
 
 import numpy as np
 
 from purejax import atomic
 from purejax import config as config_lib
-from purejax import report
-from purejax import trainer as trainer_lib
 from purejax import metrics_log
+from purejax import parallel_runs
+from purejax import report
 from purejax.metrics_log import read_metrics
 
 
@@ -162,23 +161,24 @@ def seed_dirs(workdir: str, arm: Arm, num_seeds: int, first_seed: int) -> list[s
     return metrics_log.seed_dirs(os.path.join(workdir, arm.slug), range(first_seed, first_seed + num_seeds))
 
 
-def run_sweep(
-    base, arms: Sequence[Arm], num_seeds: int, workdir: str, build_task, show_progress=True
-) -> dict:
-    """Trains every arm (resuming unfinished ones); returns {arm slug: wall seconds of this call}.
+def sweep_runs(base, arms: Sequence[Arm], num_seeds: int, workdir: str, prefix: str = "") -> list:
+    """One `parallel_runs.Run` per arm, in workdir/<arm slug>, named `prefix` + slug."""
+    return [
+        parallel_runs.Run(prefix + arm.slug, arm_config(base, arm, num_seeds), os.path.join(workdir, arm.slug))
+        for arm in arms
+    ]
 
-    `build_task(config, show_progress)` gives the task the arms share (`purejax.tasks.build_task`).
+
+def run_sweep(
+    base, arms: Sequence[Arm], num_seeds: int, workdir: str, build_task, show_progress=True, workers=1
+) -> dict:
+    """Trains every arm (resuming unfinished ones), `workers` at a time in their own processes
+    (`purejax.parallel_runs`: the same results as one by one); returns {arm slug: wall seconds}.
+
+    `build_task(config, show_progress)` gives an arm's task (`purejax.tasks.build_task`).
     """
-    task = build_task(arm_config(base, arms[0], num_seeds), show_progress=show_progress)
-    walls = {}
-    for i, arm in enumerate(arms):
-        config = arm_config(base, arm, num_seeds)
-        if show_progress:
-            print(f"[{i + 1}/{len(arms)}] {arm.name} ({num_seeds} seeds)", flush=True)
-        start = time.perf_counter()
-        trainer_lib.Trainer(config, task, os.path.join(workdir, arm.slug), show_progress).run()
-        walls[arm.slug] = time.perf_counter() - start
-    return walls
+    runs = sweep_runs(base, arms, num_seeds, workdir)
+    return parallel_runs.train_all(runs, build_task, workers, show_progress)
 
 
 # -------------------------------------------------------------------------- results
@@ -541,8 +541,11 @@ def findings(results: dict[str, dict]) -> list[dict]:
     return out
 
 
-def write_report(workdir: str, arms, num_seeds: int, first_seed: int = 0, walls=None, eval_count=0) -> dict:
-    """results.json, results.md and curves.png in workdir; returns the results."""
+def write_report(
+    workdir: str, arms, num_seeds: int, first_seed: int = 0, walls=None, eval_count=0, elapsed_s=None
+) -> dict:
+    """results.json, results.md and curves.png in workdir; returns the results. `walls` are the
+    arms' wall seconds, `elapsed_s` the whole call's (less than their sum when arms ran at once)."""
     results = {arm.slug: arm_results(workdir, arm, num_seeds, first_seed, eval_count) for arm in arms}
     results = {k: v for k, v in results.items() if v["seeds"]}
     found = findings(results)
@@ -556,9 +559,11 @@ def write_report(workdir: str, arms, num_seeds: int, first_seed: int = 0, walls=
     lines = [table(list(results.values())), "", seed_table(list(results.values())), "", "Findings (PURE_SPEC §8):", ""]
     lines += [f"- {'shown' if f['shown'] else 'NOT shown'}: {f['finding']} ({f['evidence']})" for f in found]
     if walls:
-        lines += ["", f"Wall time of this call: {sum(walls.values()) / 60:.1f} min"]
+        elapsed_s = sum(walls.values()) if elapsed_s is None else elapsed_s
+        each = ", ".join(f"{slug} {wall / 60:.1f}" for slug, wall in walls.items())
+        lines += ["", f"Wall time of this call: {elapsed_s / 60:.1f} min (each arm's, in min: {each})"]
     text = "\n".join(lines) + "\n"
-    payload = {"results": results, "findings": found, "wall_s": walls or {}, "plot": plot}
+    payload = {"results": results, "findings": found, "wall_s": walls or {}, "elapsed_s": elapsed_s, "plot": plot}
     for name, content in (
         ("results.md", text),
         ("results.json", json.dumps(payload, indent=1, default=float)),

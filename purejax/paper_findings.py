@@ -46,9 +46,12 @@ def finding_number(finding: dict) -> int:
     return int(finding["finding"].split(".", 1)[0])
 
 
-def write_summary(workdir: str, regimes: Sequence[Regime], num_seeds: int, first_seed: int = 0, walls=None):
+def write_summary(
+    workdir: str, regimes: Sequence[Regime], num_seeds: int, first_seed: int = 0, walls=None, elapsed_s=None
+):
     """Each regime's own report (compare.write_report), then findings.md, findings.json and
-    findings.png in workdir over the findings each regime is read for; returns the rows."""
+    findings.png in workdir over the findings each regime is read for; returns the rows.
+    `walls` are each regime's run seconds (its arms' summed), `elapsed_s` the whole call's."""
     rows, labels = [], {}
     for regime in regimes:
         out = regime_dir(workdir, regime)
@@ -75,15 +78,16 @@ def write_summary(workdir: str, regimes: Sequence[Regime], num_seeds: int, first
         + "."
     )
     if walls:
+        elapsed_s = sum(walls.values()) if elapsed_s is None else elapsed_s
         lines.append(
-            "Wall time of this call: "
-            + ", ".join(f"{slug} {wall / 60:.1f} min" for slug, wall in walls.items())
-            + f"; {sum(walls.values()) / 60:.1f} min in all."
+            f"Wall time of this call: {elapsed_s / 60:.1f} min (each regime's runs, in min, summed over its arms: "
+            + ", ".join(f"{slug} {wall / 60:.1f}" for slug, wall in walls.items())
+            + ")."
         )
     text = "\n".join(lines) + "\n"
     plot = plot_regimes(workdir, [r for r in regimes if r.slug in labels], labels, num_seeds, first_seed)
     atomic.write_text(os.path.join(workdir, "findings.md"), text)
-    payload = {"findings": rows, "wall_s": walls or {}, "plot": plot}
+    payload = {"findings": rows, "wall_s": walls or {}, "elapsed_s": elapsed_s, "plot": plot}
     atomic.write_text(os.path.join(workdir, "findings.json"), json.dumps(payload, indent=1, default=float))
     print(text)
     print(f"plot: {plot}\ntable: {os.path.join(workdir, 'findings.md')}")

@@ -233,13 +233,16 @@ def test_the_seed_table_pairs_arms_by_seed_and_counts_where_vr_held(tmp_path):
     assert "| 3 | **44.0** (best 52.0), dip 8.0, 28% 1-step |  |" in (tmp_path / "results.md").read_text()
 
 
-def test_cli_rejects_bad_arguments(tmp_path):
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
     from experiments import compare_credit
 
     with pytest.raises(SystemExit, match="unknown arm"):
         compare_credit.main(["--workdir", str(tmp_path), "--arms", "nope", "--report-only"])
     with pytest.raises(SystemExit, match="temprature"):
         compare_credit.main(["--workdir", str(tmp_path), "--config.advantage.temprature=0.1"])
+    with pytest.raises(SystemExit):
+        compare_credit.main(["--workdir", str(tmp_path), "--jobs", "0"])
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_finding_3_needs_pure_prm_to_keep_its_steps(tmp_path):

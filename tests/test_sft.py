@@ -1,7 +1,9 @@
 """SFT step and the cached warm start of the arithmetic miniature."""
 
+import concurrent.futures
 import json
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -144,6 +146,11 @@ def _tiny_config(cache_dir):
     return config
 
 
+def _entries(directory):
+    """What a directory of the cache holds, without the empty lock files (purejax.cache.building)."""
+    return sorted(n for n in os.listdir(directory) if not n.endswith(".lock"))
+
+
 def test_warm_start_is_cached_and_reused(tmp_path, monkeypatch):
     config = _tiny_config(tmp_path)
     first = warmstart.warm_start(config, progress=False)
@@ -154,7 +161,7 @@ def test_warm_start_is_cached_and_reused(tmp_path, monkeypatch):
     assert 0.0 <= first.metrics["accuracy"] <= 1.0
     assert first.metrics["accuracy"] == first.metrics["oracle_accuracy"]
     # Only the final directory remains: no temporary siblings.
-    assert os.listdir(os.path.dirname(first.path)) == [os.path.basename(first.path)]
+    assert _entries(os.path.dirname(first.path)) == [os.path.basename(first.path)]
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached warm start was retrained")
@@ -185,7 +192,7 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         warmstart.warm_start(config, progress=False)
     root = os.path.dirname(warmstart.cache_path(config))
-    assert os.listdir(root) == []  # neither the final directory nor a temporary one
+    assert _entries(root) == []  # neither the final directory nor a temporary one
 
     # A complete write appears all at once under the final name.
     def fake_train(cfg, out_dir, progress=True):
@@ -196,9 +203,31 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(warmstart, "train_and_save", fake_train)
     result = warmstart.warm_start(config, progress=False)
-    assert result.trained and os.listdir(root) == [os.path.basename(result.path)]
+    assert result.trained and _entries(root) == [os.path.basename(result.path)]
     again = warmstart.warm_start(config, progress=False)
     assert not again.trained and again.metrics == {"accuracy": 0.5}
+
+
+def test_processes_asking_for_one_warm_start_at_once_train_it_once(tmp_path, monkeypatch):
+    """Side-by-side runs (purejax.parallel_runs) share a cold cache: the lock makes the second
+    wait and read the first one's warm start. flock excludes two open files in one process as
+    it excludes two processes, so threads stand in for them."""
+    config = _tiny_config(tmp_path)
+    trained = []
+
+    def slow_train(cfg, out_dir, progress=True):
+        trained.append(out_dir)
+        time.sleep(0.5)  # long enough that the other thread asks while this one trains
+        with open(os.path.join(out_dir, warmstart.MARKER), "w") as f:
+            json.dump({"metrics": {"accuracy": 0.5}}, f)
+        return {"accuracy": 0.5}
+
+    monkeypatch.setattr(warmstart, "train_and_save", slow_train)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: warmstart.warm_start(config, progress=False), range(2)))
+    assert len(trained) == 1
+    assert sorted(r.trained for r in results) == [False, True]
+    assert results[0].path == results[1].path == warmstart.cache_path(config)
 
 
 def test_training_stops_at_the_first_check_reaching_stop_accuracy(tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from purejax import prm_training
-from purejax.cache import cache_root
+from purejax.cache import building, cache_root
 from purejax.tasks import arith, arith_prm_config, warmstart
 
 ARITH_PRM_VERSION = 1
@@ -169,12 +169,13 @@ def learned_prm(config=None, *, progress: bool = True, force: bool = False) -> t
     config = config if config is not None else load_config(CONFIG)
     final = cache_path(config)
     marker = os.path.join(final, prm_training.MARKER)
-    if not force and os.path.isfile(marker):
-        with open(marker, encoding="utf-8") as f:
-            return final, json.load(f)["metrics"], False
-    path, data = resolve(config)
-    metrics = prm_training.train(config, final, progress=progress, model_path=path, data=data)
-    return final, metrics, True
+    with building(final):  # processes asking at once take turns: one trains, the others read
+        if not force and os.path.isfile(marker):
+            with open(marker, encoding="utf-8") as f:
+                return final, json.load(f)["metrics"], False
+        path, data = resolve(config)
+        metrics = prm_training.train(config, final, progress=progress, model_path=path, data=data)
+        return final, metrics, True
 
 
 def probe_texts(

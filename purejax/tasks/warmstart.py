@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from purejax.cache import cache_root
+from purejax.cache import building, cache_root
 from purejax.tasks import arith, arith_sft_config
 from purejax.tasks.tokenizer import build_tokenizer
 
@@ -162,13 +162,19 @@ def model_config(config, tokenizer):
 
 
 def warm_start(config, *, progress: bool = True, force: bool = False) -> WarmStart:
-    """The cached warm-start policy for `config`, trained first if absent (or `force`)."""
+    """The cached warm-start policy for `config`, trained first if absent (or `force`).
+
+    Processes asking for the same one at once take turns (`purejax.cache.building`)."""
     check_config(config)
     final = cache_path(config)
+    with building(final):
+        return _cached_or_trained(config, final, progress, force)
+
+
+def _cached_or_trained(config, final: str, progress: bool, force: bool) -> WarmStart:
     if not force and os.path.isfile(os.path.join(final, MARKER)):
         with open(os.path.join(final, MARKER), encoding="utf-8") as f:
             return WarmStart(final, json.load(f)["metrics"], trained=False)
-    os.makedirs(os.path.dirname(final), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(final)}.tmp-", dir=os.path.dirname(final))
     try:
         metrics = train_and_save(config, tmp, progress=progress)
