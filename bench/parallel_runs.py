@@ -34,7 +34,9 @@ def logged(workdir: str, arms, num_seeds: int) -> list:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--arms", nargs="+", default=["sum", "pure_prm"])
     parser.add_argument("--seeds", type=int, default=3)
@@ -45,7 +47,9 @@ def main():
     base.total_steps = args.steps
     base.lock()
     arms = compare.select_arms(args.arms)
-    tasks.build_task(compare.arm_config(base, arms[0], args.seeds), show_progress=True)  # the warm start, once
+    tasks.build_task(
+        compare.arm_config(base, arms[0], args.seeds), show_progress=True
+    )  # the warm start, once
     walls, records = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         # Compile once into the persistent cache first, so neither timing pays for it.
@@ -55,7 +59,10 @@ def main():
             out = os.path.join(tmp, f"workers_{workers}")
             start = time.perf_counter()
             parallel_runs.train_all(
-                compare.sweep_runs(base, arms, args.seeds, out), tasks.build_task, workers, show_progress=False
+                compare.sweep_runs(base, arms, args.seeds, out),
+                tasks.build_task,
+                workers,
+                show_progress=False,
             )
             walls[workers] = time.perf_counter() - start
             records[workers] = logged(out, arms, args.seeds)
@@ -65,7 +72,16 @@ def main():
     for workers, wall in walls.items():
         print(f"{workers:8d} {wall:8.1f}")
     print(f"one by one / side by side: {walls[1] / walls[2]:.2f}x; the same records: {same}")
-    print(json.dumps({"one_by_one_s": walls[1], "side_by_side_s": walls[2], "speedup": walls[1] / walls[2], "same_records": same}))
+    print(
+        json.dumps(
+            {
+                "one_by_one_s": walls[1],
+                "side_by_side_s": walls[2],
+                "speedup": walls[1] / walls[2],
+                "same_records": same,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,11 @@ def main(argv=None):
             run
             for score, base in bases.items()
             for run in compare.sweep_runs(
-                base, arms, args.seeds, anchoring.score_dir(args.workdir, score), prefix=f"unchecked {score:+.2f}/"
+                base,
+                arms,
+                args.seeds,
+                anchoring.score_dir(args.workdir, score),
+                prefix=f"unchecked {score:+.2f}/",
             )
         ]
         try:

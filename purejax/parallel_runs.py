@@ -62,9 +62,12 @@ def train_all(
     """
     if workers < 1:
         raise ValueError(f"workers: expected >= 1, got {workers}.")
-    names = [r.name for r in runs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"runs: names must be unique, got {names}.")
+    for field, values in (
+        ("name", [r.name for r in runs]),
+        ("workdir", [os.path.abspath(r.workdir) for r in runs]),
+    ):
+        if len(set(values)) != len(values):
+            raise ValueError(f"runs: each {field} must be unique (two runs would share it), got {values}.")
     if workers > 1:
         return _Pool(runs, build_task, workers, show_progress).run()
     walls = {}

@@ -21,7 +21,8 @@ SMOKE = os.path.join(ROOT, "configs", "smoke.py")
 def _records(workdir):
     """A run's metrics without the timings, which differ run to run."""
     return [
-        {k: v for k, v in r.items() if "/time/" not in k} for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))
+        {k: v for k, v in r.items() if "/time/" not in k}
+        for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))
     ]
 
 
@@ -40,8 +41,12 @@ def build_task_or_fail(config, show_progress=True):
 
 
 def test_side_by_side_runs_write_what_they_write_one_by_one(tmp_path):
-    one_by_one = parallel_runs.train_all(_runs(tmp_path / "serial"), tasks.build_task, workers=1, show_progress=False)
-    side_by_side = parallel_runs.train_all(_runs(tmp_path / "pool"), tasks.build_task, workers=2, show_progress=False)
+    one_by_one = parallel_runs.train_all(
+        _runs(tmp_path / "serial"), tasks.build_task, workers=1, show_progress=False
+    )
+    side_by_side = parallel_runs.train_all(
+        _runs(tmp_path / "pool"), tasks.build_task, workers=2, show_progress=False
+    )
     assert side_by_side.keys() == one_by_one.keys() == {"sum", "pure_prm"}
     for arm in ("sum", "pure_prm"):
         serial = _records(tmp_path / "serial" / arm)
@@ -69,8 +74,11 @@ def test_bad_arguments_are_refused(tmp_path):
     runs = _runs(tmp_path)
     with pytest.raises(ValueError, match="workers: expected >= 1, got 0"):
         parallel_runs.train_all(runs, tasks.build_task, workers=0)
-    with pytest.raises(ValueError, match="names must be unique"):
+    with pytest.raises(ValueError, match="each name must be unique"):
         parallel_runs.train_all([runs[0], runs[0]], tasks.build_task, workers=2)
+    same_dir = parallel_runs.Run("other", runs[1].config, runs[0].workdir)
+    with pytest.raises(ValueError, match="each workdir must be unique"):
+        parallel_runs.train_all([runs[0], same_dir], tasks.build_task, workers=2)
 
 
 PARENT = textwrap.dedent(
