@@ -11,7 +11,7 @@ length, steps per answer, process reward against training step),
 WORKDIR/results.md (a table and the paper's findings, each checked from the
 numbers) and WORKDIR/results.json. Re-running resumes an interrupted sweep;
 --report-only rebuilds the report from what is on disk. --jobs 2 trains two arms at once
-(the same results, ~1.4x faster on a 2-core CPU).
+(the same results; 11.6 min instead of 13.7 on a 2-core CPU).
 """
 
 from __future__ import annotations

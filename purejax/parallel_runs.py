@@ -5,8 +5,11 @@
 
 Why processes: the miniature's update works on d_model 64, and one process keeps a 2-core CPU
 ~70% busy (the host loop, small ops that XLA runs on one thread). Two runs side by side fill
-the gaps: on a 2-core Xeon, two 30-step comparison arms took 61-63 s side by side against
-44.6 s each alone, 1.4x the throughput.
+the gaps: on a 2-core Xeon, two 30-step comparison arms, each its own process, took 61-63 s
+side by side against 44.6 s each alone, 1.4x the throughput. End to end a sweep gains less,
+1.2-1.3x (the comparison's 7 arms: 11.6 min against 13.7; the five findings: 35.7 against
+45), since the last run of a sweep may run alone and the warm starts are trained one at a
+time (`purejax.cache.building`); `python bench/parallel_runs.py` measures it.
 
 Why the results do not change: each process sees every core, so XLA splits its loops and
 reductions over the same threads as a run alone, and a run is bit for bit what it writes
