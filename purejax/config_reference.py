@@ -130,7 +130,7 @@ FIELD_DOCS = {
     "monitor.step_timeout_s": "A step (rollout, scoring, update, evaluation, checkpoint) running longer than this "
     "many seconds prints every thread's stack and exits with code 124, so a scheduler can restart the run from its "
     "last checkpoint instead of a hung pod waiting forever (0 = off). Set it above the slowest step, the first "
-    "one included (it compiles).",
+    "one included (it compiles); a resume may raise it (it is not part of the config's fingerprint).",
     "mesh.data": "Data-parallel mesh axis size (-1 = the rest of the devices); see purejax.sharding.",
     "mesh.fsdp": "FSDP mesh axis size: the batch and every parameter's embed dimension are split over it.",
     "mesh.tensor": "Tensor-parallel mesh axis size: heads, MLP width and vocabulary are split over it.",

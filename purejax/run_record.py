@@ -26,10 +26,12 @@ from purejax import atomic
 # - total_steps: extending a finished run is how one trains longer;
 # - checkpoint_every, logging.*: when and where things are written, not what;
 # - mesh.*, distributed.*: the device layout; checkpoints restore onto any mesh, and a
-#   preempted run may come back on other hardware.
+#   preempted run may come back on other hardware;
+# - monitor.step_timeout_s: when a hung step ends the process, so that a run the watchdog
+#   ended can resume with the timeout raised, as its message advises.
 # Everything else, including memory knobs such as ppo.micro_batches (they change the
 # order of float sums, so the bits of the result), is part of the fingerprint.
-UNFINGERPRINTED = ("total_steps", "checkpoint_every", "logging", "mesh", "distributed")
+UNFINGERPRINTED = ("total_steps", "checkpoint_every", "logging", "mesh", "distributed", "monitor.step_timeout_s")
 
 # Recorded in environment.json when installed.
 _PACKAGES = (
@@ -95,6 +97,8 @@ def check_same_config(
     """
     if stored is None:
         return
+    # A checkpoint from before a key became unfingerprinted still carries it.
+    stored = {k: v for k, v in stored.items() if not _unfingerprinted(k)}
     current = config_fingerprint(config)
     defaults = defaults or {}
     keys = [
@@ -112,7 +116,7 @@ def check_same_config(
             f"workdir {workdir} was trained with another config; resuming would mix the two. "
             f"Differing settings (checkpoint -> this run): {changes}. Resume with the config "
             f"that wrote it (recorded in {os.path.join(workdir, 'config.json')}), or use a new "
-            "--workdir. Only total_steps and logging/checkpoint/mesh settings may change."
+            "--workdir. Only total_steps, the logging/checkpoint/mesh settings and monitor.step_timeout_s may change."
         )
 
 

@@ -50,6 +50,18 @@ def test_a_setting_added_later_at_its_default_does_not_block_resume(tmp_path):
         run_record.check_same_config(stored, _config(), str(tmp_path))  # no defaults given: strict
 
 
+def test_a_run_the_watchdog_ended_resumes_with_the_timeout_raised(tmp_path):
+    """The watchdog's message says to raise monitor.step_timeout_s and rerun: that resume is
+    accepted, also from a checkpoint written while the key was still fingerprinted."""
+    stored = run_record.config_fingerprint(_config("monitor.step_timeout_s=60"))
+    assert "monitor.step_timeout_s" not in stored
+    run_record.check_same_config(stored, _config("monitor.step_timeout_s=3600"), str(tmp_path))
+    older = {**stored, "monitor.step_timeout_s": 60.0}
+    run_record.check_same_config(older, _config("monitor.step_timeout_s=3600"), str(tmp_path))
+    with pytest.raises(run_record.ConfigMismatchError, match="monitor.early_stop"):  # that one changes results
+        run_record.check_same_config(stored, _config("monitor.early_stop=True"), str(tmp_path))
+
+
 def test_run_record_files_are_written_whole(tmp_path):
     config = _config()
     run_record.write_run_record(str(tmp_path), config)
