@@ -157,8 +157,9 @@ def defaults() -> ml_collections.ConfigDict:
         dict(keep_checkpoints=3, sample_every=10, tensorboard=True, wandb_project="")
     )  # "": off; W&B logs only when installed and named here
     # Reward-hacking alarms (purejax.monitors.HackingMonitor); early_stop acts on them.
-    # step_timeout_s: a step running longer ends the process (purejax.watchdog); 0 = off.
-    c.monitor = ml_collections.ConfigDict(dict(early_stop=False, max_skipped_steps=5, step_timeout_s=0.0))
+    # step_timeout_s: a step running longer ends the process (purejax.watchdog); 0 = off; -1 =
+    # auto, 10x the slowest step of its kind in this process and at least 30 min.
+    c.monitor = ml_collections.ConfigDict(dict(early_stop=False, max_skipped_steps=5, step_timeout_s=-1.0))
     # Device mesh (purejax.sharding): -1 = the rest of the devices; rules map the Decoder's
     # logical axis names to mesh axes (FSDP over `embed`, tensor parallelism over heads/MLP/vocab).
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules=_default_mesh_rules()))
@@ -185,6 +186,11 @@ def _mesh_rules(path, value):
         check_rules(value)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def _step_timeout(path, value):
+    if value < 0 and value != -1:
+        fail(path, f"must be seconds (> 0), 0 (off) or -1 (auto: 10x the slowest step of its kind), got {value!r}")
 
 
 def _process_id(path, value):
@@ -269,7 +275,7 @@ _CHECKS: dict[str, Callable] = {
     "logging.keep_checkpoints": positive,
     "logging.sample_every": positive,
     "monitor.max_skipped_steps": non_negative,
-    "monitor.step_timeout_s": non_negative,
+    "monitor.step_timeout_s": _step_timeout,
     "mesh.data": _mesh_size,
     "mesh.fsdp": _mesh_size,
     "mesh.tensor": _mesh_size,

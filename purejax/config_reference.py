@@ -129,8 +129,11 @@ FIELD_DOCS = {
     "was skipped as non-finite (0 = never): the weights can no longer move.",
     "monitor.step_timeout_s": "A step (rollout, scoring, update, evaluation, checkpoint) running longer than this "
     "many seconds prints every thread's stack and exits with code 124, so a scheduler can restart the run from its "
-    "last checkpoint instead of a hung pod waiting forever (0 = off). Set it above the slowest step, the first "
-    "one included (it compiles); a resume may raise it (it is not part of the config's fingerprint).",
+    "last checkpoint instead of a hung pod waiting forever. -1 (auto, the default): 10 times the slowest step of the "
+    "same kind (training only, or with an evaluation, a checkpoint, the final export) this process has run, and at "
+    "least 30 min; the first step of each kind has no limit, since it compiles (purejax.watchdog). 0 = off. A fixed "
+    "number must exceed the slowest step, the first one included. A resume may change it (it is not part of the "
+    "config's fingerprint).",
     "mesh.data": "Data-parallel mesh axis size (-1 = the rest of the devices); see purejax.sharding.",
     "mesh.fsdp": "FSDP mesh axis size: the batch and every parameter's embed dimension are split over it.",
     "mesh.tensor": "Tensor-parallel mesh axis size: heads, MLP width and vocabulary are split over it.",

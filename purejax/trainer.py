@@ -201,10 +201,11 @@ class Trainer:
         watchdog = watchdog_lib.StepWatchdog(c.monitor.step_timeout_s)
         try:
             if start == 0:
-                watchdog.arm(0)
+                watchdog.arm(0, "eval")
                 summaries = [w.write(0, record) for w, record in zip(writers, self.evaluate())]
             for step in range(start, end):
-                watchdog.arm(step + 1)
+                kind = watchdog_lib.step_kind(step + 1, total, int(c.eval_every), int(c.checkpoint_every))
+                watchdog.arm(step + 1, kind)
                 records, done = self._one_step(step), step + 1
                 evaluated = done % int(c.eval_every) == 0 or done == total
                 if evaluated:

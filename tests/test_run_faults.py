@@ -8,7 +8,8 @@ an uninterrupted run, or in one clear error naming what to fix, with nothing los
   total_steps says so; the run record (config.json, environment.json) is written.
 - Updates that are all non-finite end the run after monitor.max_skipped_steps steps.
 - A workdir that is a file fails before anything loads.
-- A hung step ends the process after monitor.step_timeout_s (exit code 124, every stack).
+- A hung step ends the process after monitor.step_timeout_s, or by default after a multiple of
+  the slowest step of its kind (exit code 124, every stack), and resumes with the timeout raised.
 """
 
 import json
@@ -193,7 +194,9 @@ def test_kill_9_mid_checkpoint_mid_export_and_at_random_leaves_an_exact_run(unin
 _HANGING_RUN = """
 import sys, time
 from purejax import config as config_lib, tasks, trainer as trainer_lib
-config = config_lib.load(sys.argv[1], ["monitor.step_timeout_s=" + sys.argv[3]])
+from purejax import watchdog
+config = config_lib.load(sys.argv[1], ["monitor.step_timeout_s=" + sys.argv[3], *sys.argv[5:]])
+watchdog.AUTO_FLOOR_S, watchdog.AUTO_FACTOR = 2.0, 2.0  # for -1 (auto): seconds here, not half an hour
 if sys.argv[4] == "hang":
     evaluate, calls = trainer_lib.Trainer.evaluate, []
 
@@ -224,7 +227,7 @@ def test_a_hung_step_exits_with_every_stack_after_monitor_step_timeout_s(tmp_pat
     )  # fmt: skip
     assert proc.returncode == watchdog.EXIT_CODE, proc.stderr[-2000:]
     assert time.monotonic() - start < 250  # the sleep would take 300 s
-    assert "step 4 has run for more than monitor.step_timeout_s=15 s" in proc.stderr
+    assert "step 4 has run for more than 15 s (monitor.step_timeout_s=15)" in proc.stderr
     assert "rerun the same command to resume" in proc.stderr
     assert "in run" in proc.stderr and "trainer.py" in proc.stderr  # the main thread's stack
     assert "finished" not in proc.stdout
@@ -235,6 +238,44 @@ def test_a_hung_step_exits_with_every_stack_after_monitor_step_timeout_s(tmp_pat
     )  # fmt: skip
     assert resumed.returncode == 0 and "finished" in resumed.stdout, resumed.stderr[-2000:]
     assert [r["step"] for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))] == [0, 1, 2, 3, 4]
+
+
+def test_auto_step_timeout_ends_a_hung_step_of_a_kind_it_has_timed(tmp_path):
+    """monitor.step_timeout_s=-1 (the default) needs no number: step 4 (train, evaluate,
+    checkpoint) may take AUTO_FACTOR x step 2's time, the same kind, and at least AUTO_FLOOR_S
+    (2 and 2 s here, not 10 and 30 min); it hangs, and the process ends with code 124."""
+    from purejax import watchdog
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _HANGING_RUN, SMOKE, str(tmp_path / "w"), "-1", "hang", "total_steps=6"],
+        cwd=ROOT, capture_output=True, text=True, timeout=250,
+    )  # fmt: skip
+    assert proc.returncode == watchdog.EXIT_CODE, proc.stderr[-2000:]
+    assert "step 4 has run for more than" in proc.stderr
+    assert "monitor.step_timeout_s=-1: 2x the slowest step of its kind so far, at least 2 s" in proc.stderr
+
+
+def test_auto_limits_follow_the_slowest_step_of_each_kind(monkeypatch):
+    """The first step of a kind has no limit (it compiles); later ones get AUTO_FACTOR x the
+    slowest of that kind, at least AUTO_FLOOR_S. A fixed timeout is the same for every step."""
+    from purejax import watchdog
+
+    assert watchdog.step_kind(1, 10, 5, 3) == "train"
+    assert watchdog.step_kind(3, 10, 5, 3) == "train+checkpoint"
+    assert watchdog.step_kind(5, 10, 5, 3) == "train+eval"
+    assert watchdog.step_kind(6, 12, 2, 3) == "train+eval+checkpoint"
+    assert watchdog.step_kind(10, 10, 5, 3) == "final"
+    monkeypatch.setattr(watchdog, "AUTO_FLOOR_S", 0.01)
+    auto = watchdog.StepWatchdog(watchdog.AUTO)
+    assert auto.limit("train") is None
+    auto.arm(1, "train")
+    time.sleep(0.05)
+    auto.arm(2, "train+eval")  # ends step 1: 0.05 s or a little more
+    assert 10 * 0.05 <= auto.limit("train") < 10 * 0.5
+    assert auto.limit("train+eval") is None  # running now, not yet timed
+    auto.close()
+    assert auto.limit("train+eval") is not None and auto.limit("final") is None
+    assert watchdog.StepWatchdog(5).limit("final") == 5 and watchdog.StepWatchdog(0).limit("train") is None
 
 
 def test_the_step_watchdog_is_quiet_when_disarmed_in_time():
