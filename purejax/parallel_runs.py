@@ -33,9 +33,14 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from purejax import metrics_log, report, trainer, xla_cache
 
 LOG_NAME = "worker.log"
 POLL_S = 1.0
@@ -82,8 +87,6 @@ def train_all(
 
 
 def _train(run: Run, build_task, show_progress: bool) -> float:
-    from purejax import trainer
-
     start = time.perf_counter()
     task = build_task(run.config, show_progress=show_progress)
     trainer.Trainer(run.config, task, run.workdir, show_progress).run()
@@ -99,8 +102,6 @@ def _child(run: Run, build_task, log_path: str, conn) -> None:
     sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", closefd=False)
     try:
-        from purejax import xla_cache
-
         xla_cache.enable()
         conn.send(("done", _train(run, build_task, show_progress=False)))
     except BaseException as error:  # the parent reports it; SystemExit(143) is a graceful stop
@@ -162,14 +163,15 @@ class _Pool:
             if conn in ready:
                 try:
                     status, value = conn.recv()
-                except EOFError:
-                    process.join()
-                    status, value = "error", f"the process died with exit code {process.exitcode}"
+                except EOFError:  # died without a word: its exit code is known once it is joined
+                    status, value = "died", None
                 process.join()
                 del self.running[name]
                 if status == "done":
                     self.walls[name] = value
                 else:
+                    if status == "died":
+                        value = f"the process died with exit code {process.exitcode}"
                     self.errors[name] = f"{value} (log: {os.path.join(run.workdir, LOG_NAME)})"
             self.bars[name].refresh()
 
@@ -186,8 +188,6 @@ class _Pool:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
@@ -200,10 +200,6 @@ class _Bar:
     of each seed's metrics.jsonl (written one whole line at a time)."""
 
     def __init__(self, run: Run, position: int, show: bool):
-        from tqdm.auto import tqdm
-
-        from purejax import metrics_log
-
         seeds = range(int(run.config.seed), int(run.config.seed) + int(run.config.num_seeds))
         self.files = [os.path.join(d, "metrics.jsonl") for d in metrics_log.seed_dirs(run.workdir, seeds)]
         self.bar = tqdm(
@@ -216,8 +212,6 @@ class _Bar:
     def refresh(self):
         if not self.show:
             return
-        from purejax import report
-
         last = [r for r in (_last_record(f) for f in self.files) if r]
         if last:
             self.bar.n = min(int(r["step"]) for r in last)
